@@ -1,0 +1,57 @@
+# The book's verbs. `make book` and `make test` set everything up on first use.
+#   make book      build the site into book/_build/html from the committed notebooks
+#   make test      lint, library tests, nbval over every chapter, site build, browser test
+#   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HTML   := book/_build/html
+CHAPTER ?= *
+# Committed outputs come from a CPU run, without progress bars.
+RUN_ENV := LLMBOOK_DEVICE=cpu TQDM_DISABLE=1 PYTHONHASHSEED=0 MPLBACKEND=Agg
+
+.PHONY: all setup book test lint unit nbval site-test execute clean
+
+all: book
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (llmbook)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+book: $(STAMP)
+	rm -rf $(HTML)
+	$(BIN)/jupyter-book build . --path-output book --warningiserror --nitpick --keep-going --quiet
+	@echo "The site is in $(HTML)/index.html (open it in a browser, or: python -m http.server -d $(HTML))"
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests book/_ext benchmarks
+	$(BIN)/ruff format --check lib tests book/_ext benchmarks
+
+unit: $(STAMP)
+	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
+
+nbval: $(STAMP)
+	$(RUN_ENV) $(BIN)/python -m pytest --nbval chapters/*.ipynb --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 -q -p no:cacheprovider
+
+site-test: $(STAMP)
+	$(BIN)/python -m pytest tests/site -q -p no:cacheprovider
+
+test: lint unit nbval book site-test
+	@echo "make test: lint, library tests, nbval, site build (-W -n) and browser test all passed."
+
+execute: $(STAMP)
+	@for md in chapters/$(CHAPTER).md; do \
+	  echo "executing $$md"; start=$$(date +%s); \
+	  $(RUN_ENV) $(BIN)/jupytext --sync --execute "$$md" || exit 1; \
+	  echo "  $$md: $$(( $$(date +%s) - start )) s"; \
+	done
+
+clean:
+	rm -rf book/_build .pytest_cache

@@ -1,0 +1,50 @@
+"""Sphinx glue for the book's site (loaded through `sphinx.local_extensions` in _config.yml).
+
+* The footer shows the one version number of the book and the library (llmbook.__version__).
+* MathJax 3 is served from the site itself, copied from the pinned `django-static-mathjax`
+  package, so every page typesets offline and no page asks a CDN for anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import llmbook
+
+# The parts of MathJax's es5 build that the tex-mml-chtml component loads at run time.
+_MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output", "ui", "a11y", "adaptors")
+
+
+def _mathjax_source() -> Path:
+    import mathjax  # the django-static-mathjax package
+
+    return Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+
+
+def _configure(app, config) -> None:
+    footer = (
+        f'<p class="llmbook-version">llmbook and this book, version {llmbook.__version__}. '
+        "Every chapter is a notebook re-executed and checked in CI.</p>"
+    )
+    config.html_theme_options = {**config.html_theme_options, "extra_footer": footer}
+    config.mathjax_path = "mathjax/tex-mml-chtml.js"
+
+
+def _copy_mathjax(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    src, dst = _mathjax_source(), Path(app.outdir) / "_static" / "mathjax"
+    for part in _MATHJAX_PARTS:
+        target = dst / part
+        if (src / part).is_dir():
+            shutil.copytree(src / part, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / part, target)
+
+
+def setup(app):
+    app.connect("config-inited", _configure)
+    app.connect("build-finished", _copy_mathjax)
+    return {"version": llmbook.__version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,55 @@
+"""Tests of llmbook.corpus: the real corpora, the markup rules, and a leak-free split."""
+
+import pytest
+
+from llmbook import corpus
+
+
+def test_all_plays_found_and_split_disjoint():
+    plays = corpus.play_paths()
+    assert len(plays) == 38
+    train, val, test = (set(corpus.split_plays(s)) for s in ("train", "validation", "test"))
+    assert len(train) == 34 and len(val) == 2 and len(test) == 2
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert train | val | test == set(plays)
+
+
+def test_markup_conversion():
+    md = (
+        "# Title\n\n## ACT I\n\n### SCENE I. A place.\n\n_Enter A and B_\n\n"
+        "**A**  \nHello there,  \n_\\[Aside]_ my friend.\n\n"
+        "*Enter C,\nwith others.*\n\n**B**  \nYes\\--no.\n"
+    )
+    assert corpus.markdown_to_text(md) == "A:\nHello there,\nmy friend.\n\nB:\nYes--no.\n"
+    kept = corpus.markdown_to_text(md, stage_directions=True)
+    assert "[Enter A and B]" in kept and "[Aside] my friend." in kept
+    assert "[Enter C, with others.]" in kept
+
+
+def test_corpus_text_is_clean():
+    text = corpus.shakespeare("all")
+    assert 4_500_000 < len(text) < 5_200_000
+    for markup in ("**", "_", "\\", "#", "[", "]", "*"):
+        assert markup not in text, markup
+    hamlet = corpus.play_text("hamlet")
+    assert hamlet.startswith("BERNARDO:\nWho's there?\n\nFRANCISCO:\n")
+    assert "To be, or not to be" in hamlet
+    assert hamlet in corpus.shakespeare("test") and hamlet not in corpus.shakespeare("train")
+
+
+def test_pydoc_corpus():
+    topics = corpus.pydoc_topics()
+    assert "assert" in topics and len(topics) > 50
+    assert len(corpus.pydoc_text()) > 300_000
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: corpus.shakespeare("dev"), "split must be one of"),
+        (lambda: corpus.play_text("hamlet-ii"), "unknown play"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -53,3 +53,11 @@ def test_pydoc_corpus():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_longest_shared_substring():
+    assert corpus.longest_shared_substring("xxhello worldyy", "say hello world!") == 11
+    assert corpus.longest_shared_substring("abc", "xyz") == 0
+    assert corpus.longest_shared_substring("", "xyz") == 0
+    with pytest.raises(ValueError, match="strings"):
+        corpus.longest_shared_substring(["a"], "a")

@@ -130,3 +130,19 @@ def pydoc_topics() -> dict[str, str]:
 def pydoc_text() -> str:
     """All of :func:`pydoc_topics` joined in topic order: English technical prose with code."""
     return "\n\n".join(pydoc_topics().values())
+
+
+def longest_shared_substring(sample: str, reference: str) -> int:
+    """Length of the longest stretch of ``sample`` that occurs verbatim in ``reference``.
+
+    A simple memorisation measure (Chapter 1 uses it on n-gram samples): it grows a
+    window at each start position while the window is still found in ``reference``, so it
+    makes about ``len(sample)`` substring searches.
+    """
+    if not isinstance(sample, str) or not isinstance(reference, str):
+        raise ValueError("sample and reference must both be strings")
+    best = 0
+    for i in range(len(sample)):
+        while i + best < len(sample) and sample[i : i + best + 1] in reference:
+            best += 1
+    return best

@@ -247,7 +247,8 @@ class NGramModel:
         ids = self.encode(tokens)
         if ids.size == 0:
             raise ValueError("tokens is empty: nothing to score")
-        return np.log(self.prob(self._contexts(ids), ids))
+        with np.errstate(divide="ignore"):  # an unsmoothed MLE may give p = 0: ln 0 = -inf
+            return np.log(self.prob(self._contexts(ids), ids))
 
     def logprob(self, tokens: str | Sequence[Hashable]) -> float:
         r"""Chain rule: :math:`\ln p(x_{1:T}) = \sum_t \ln p(x_t\mid x_{<t})`."""

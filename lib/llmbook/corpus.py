@@ -32,7 +32,9 @@ import re
 from functools import cache
 from pathlib import Path
 
+#: The plays held out for validation (model selection, early stopping).
 VALIDATION_PLAYS: tuple[str, ...] = ("julius-caesar", "twelfth-night")
+#: The plays held out for final tests; no chapter tunes anything on them.
 TEST_PLAYS: tuple[str, ...] = ("hamlet", "the-tempest")
 SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import matplotlib as mpl
 
-#: Okabe–Ito colour-blind-safe palette (black first is left out: it is the text colour).
+#: The Okabe–Ito colour-blind-safe palette, without its black (black is the text colour).
 PALETTE: tuple[str, ...] = (
     "#0072B2",  # blue
     "#D55E00",  # vermillion
@@ -22,6 +22,7 @@ PALETTE: tuple[str, ...] = (
     "#F0E442",  # yellow
 )
 
+#: The matplotlib ``rcParams`` of every figure in the book.
 BOOK_STYLE: dict[str, Any] = {
     "figure.figsize": (6.4, 3.8),
     "figure.dpi": 110,

@@ -27,7 +27,13 @@ def _configure(app, config) -> None:
         f'<p class="llmbook-version">llmbook and this book, version {llmbook.__version__}. '
         "Every chapter is a notebook re-executed and checked in CI.</p>"
     )
-    config.html_theme_options = {**config.html_theme_options, "extra_footer": footer}
+    config.html_theme_options = {
+        **config.html_theme_options,
+        "extra_footer": footer,
+    }
+    # pydata-sphinx-theme 0.17's layout reads `default_mode` from the page context; left
+    # empty, every first visit logs "Got invalid theme mode" as a console error.
+    config.html_context = {**config.html_context, "default_mode": "auto"}
     config.mathjax_path = "mathjax/tex-mml-chtml.js"
 
 
@@ -42,6 +48,19 @@ def _copy_mathjax(app, exception) -> None:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / part, target)
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated <script> entries (sphinx-thebe adds its inline config twice under
+    Jupyter Book 1, and a second `const THEBE_JS_URL` is a JavaScript error)."""
+    seen, unique = set(), []
+    for js in context.get("script_files", []):
+        attrs = getattr(js, "attributes", {})
+        key = (getattr(js, "filename", str(js)) or "", tuple(sorted(attrs.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"][:] = unique  # in place: it is the builder's own list
 
 
 def _unhijack_codecs() -> None:
@@ -70,4 +89,5 @@ def setup(app):
     _unhijack_codecs()
     app.connect("config-inited", _configure)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)  # after MathJax is added
     return {"version": llmbook.__version__, "parallel_read_safe": True, "parallel_write_safe": True}

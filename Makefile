@@ -32,6 +32,7 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests book/_ext benchmarks
 	$(BIN)/ruff format --check lib tests book/_ext benchmarks
+	$(BIN)/ruff format --check --line-length 88 chapters
 
 unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q

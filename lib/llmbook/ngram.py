@@ -161,7 +161,8 @@ class NGramModel:
             keys, counts = np.unique(window, return_counts=True)
             unique_by_order.append(keys)
             self._raw.append(_table(keys, counts, V))
-        for m in range(1, self.n):  # continuation counts N1+(• g) from the (m+1)-grams
+        for m in range(1, self.n if self.smoothing == "kneser_ney" else 1):
+            # continuation counts N1+(• g) of the m-grams, from the distinct (m+1)-grams
             keys, counts = np.unique(unique_by_order[m] % V**m, return_counts=True)
             self._cont.append(_table(keys, counts, V))
         self.n_train_tokens = len(tokens)

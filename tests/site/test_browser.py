@@ -54,7 +54,8 @@ def _pages() -> list[str]:
 
 
 def _chromium() -> str | None:
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return os.environ.get("CHROMIUM") or found
 
 
 def _unavailable(reason: str) -> None:

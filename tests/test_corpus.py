@@ -61,3 +61,24 @@ def test_longest_shared_substring():
     assert corpus.longest_shared_substring("", "xyz") == 0
     with pytest.raises(ValueError, match="strings"):
         corpus.longest_shared_substring(["a"], "a")
+
+
+def test_pydoc_prose_and_code():
+    import ast
+
+    prose, code = corpus.pydoc_prose_and_code()
+    assert 200_000 < len(prose) < 300_000 and 15_000 < len(code) < 30_000
+    assert "*****" not in prose and "=====" not in prose  # heading underlines dropped
+    assert 'The "for" statement is used to iterate' in prose
+    assert "for i in range(10):\n    print(i)" in code  # an indented literal block
+    assert ">>> " in code  # doctest sessions count as code
+    assert "   Called after the instance has been created" not in prose  # indented: neither
+    blocks = code.split("\n\n")
+    python_blocks = [b for b in blocks if not b.startswith(">>>")]
+    for block in python_blocks[:50]:
+        ast.parse(block)
+    # A subset of topics gives a subset of the text; unknown topics are refused.
+    sub_prose, sub_code = corpus.pydoc_prose_and_code(["for"])
+    assert sub_prose in prose and sub_code in code and sub_code.startswith("for i in range")
+    with pytest.raises(ValueError, match="topics"):
+        corpus.pydoc_prose_and_code(["no-such-topic"])

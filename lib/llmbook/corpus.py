@@ -148,3 +148,73 @@ def longest_shared_substring(sample: str, reference: str) -> int:
         while i + best < len(sample) and sample[i : i + best + 1] in reference:
             best += 1
     return best
+
+
+_UNDERLINE = re.compile(r"^\s*([*=\-~^])\1{2,}\s*$")  # reST heading rules: ****, ====, ----
+_LIST_ITEM = re.compile(r"^([*+\-]|\d+\.|\(\d+\))\s")  # "* item", "- item", "1. item", "(1) item"
+
+
+def _parses_as_python(source: str) -> bool:
+    import ast
+    import warnings
+
+    with warnings.catch_warnings():  # e.g. SyntaxWarning for "\d" in a quoted regex
+        warnings.simplefilter("ignore")
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError):
+            return False
+    return True
+
+
+def pydoc_prose_and_code(topics: list[str] | None = None) -> tuple[str, str]:
+    """Split CPython's help topics into English prose and Python code (Chapter 3).
+
+    The topics are plain text rendered from reStructuredText, where code sits in indented
+    blocks. Each topic is cut into paragraphs at blank lines and each paragraph is sorted
+    by these rules, in order:
+
+    * **code**: a doctest session (its dedented text starts with ``>>>``), or a paragraph
+      indented by at least 3 spaces that is not a list item (``* x``, ``- x``, ``1. x``)
+      and parses as Python (:func:`ast.parse`);
+    * **prose**: a paragraph that starts at column 0 and is not a grid table (``+---+``),
+      without its heading underlines (``****``, ``====``, ``----``);
+    * **neither** (left out): other indented paragraphs — notes, definition-list bodies,
+      tables, grammar productions (``::=``) and code fragments that do not parse.
+
+    The rules are a heuristic, stated so that the split is reproducible: a few one-line
+    method signatures (``len(d)``) count as code, and code fragments that do not parse
+    (``async for TARGET in ITER: SUITE``) are left out.
+
+    Args:
+        topics: topic names (keys of :func:`pydoc_topics`); all topics when ``None``.
+
+    Returns:
+        ``(prose, code)``: the paragraphs of each kind, dedented, joined by blank lines.
+    """
+    import textwrap
+
+    known = pydoc_topics()
+    names = list(known) if topics is None else list(topics)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"topics has unknown pydoc topic names {unknown[:5]}; see pydoc_topics()")
+    prose: list[str] = []
+    code: list[str] = []
+    for name in names:
+        for block in re.split(r"\n[ \t]*\n", known[name]):
+            lines = [ln.rstrip() for ln in block.split("\n") if ln.strip()]
+            if not lines:
+                continue
+            indent = min(len(ln) - len(ln.lstrip(" ")) for ln in lines)
+            body = textwrap.dedent("\n".join(lines))
+            is_code = body.startswith(">>>") or (
+                indent >= 3 and not _LIST_ITEM.match(body) and _parses_as_python(body)
+            )
+            if is_code:
+                code.append(body)
+            elif indent == 0 and not body.startswith(("+-", "+=", "|")):  # not a grid table
+                kept = "\n".join(ln for ln in lines if not _UNDERLINE.match(ln))
+                if kept:
+                    prose.append(kept)
+    return "\n\n".join(prose), "\n\n".join(code)

@@ -1,0 +1,529 @@
+r"""Byte-level byte-pair encoding (BPE): train, encode, decode, save and load (Chapter 3).
+
+A text becomes tokens in three steps, as in GPT-2 and its successors:
+
+1. **Pre-split** the text into chunks with a regular expression (:data:`GPT2_PATTERN`,
+   :data:`GPT4_PATTERN`): words with their leading space, runs of digits, punctuation,
+   whitespace. Merges never cross a chunk boundary.
+2. Write each chunk as its **UTF-8 bytes**, one token per byte (ids 0–255), so every
+   string has a tokenisation and nothing is ever "unknown".
+3. **Merge** adjacent pairs of tokens in the order the merges were learned.
+
+**Training** (Sennrich et al. 2016, on bytes as in GPT-2). Count every adjacent pair of
+tokens :math:`(a, b)` inside the chunks of the training text, each chunk weighted by how
+often it occurs, :math:`c(a, b)`; merge the most frequent pair into a new token,
+
+.. math::
+
+   (a^*, b^*) = \operatorname*{arg\,max}_{(a, b)} c(a, b),
+   \qquad \text{ties broken by the smallest } (a, b),
+
+where "smallest" compares the id pairs lexicographically; replace every occurrence of
+:math:`(a^*, b^*)` (left to right, without overlap: ``a a a`` becomes ``aa a``) by the new
+id :math:`256 + k` for the :math:`k`-th merge; repeat until the vocabulary has the asked
+size. :func:`learn_merges` updates the pair counts *incrementally* — only in the chunks
+that contain the merged pair, found through an index pair → chunks — and gives exactly
+the merges of :func:`learn_merges_naive`, which recounts every pair after every merge
+(tested).
+
+**Encoding** a chunk applies, while possible, the learned merge of lowest rank among its
+adjacent pairs; a merge's rank is its new id, so this replays training's order.
+Encoded chunks are cached (they repeat: words, spaces, punctuation).
+
+**Special tokens** (``<|endoftext|>``, chat-template markers) get the ids after the
+merges. :meth:`BPETokenizer.encode` treats them as tiktoken does: a special string found
+in the text raises ``ValueError`` unless it is in ``allowed_special`` (then it becomes its
+single id) or not in ``disallowed_special`` (then it is encoded as ordinary text).
+
+**Lone surrogates** (``"\ud800"``: a Python string may hold one, but it is not a Unicode
+character and has no UTF-8 encoding) are refused: encoding raises ``ValueError`` with the
+position. (tiktoken silently replaces them with U+FFFD, which would break
+``decode(encode(s)) == s``.) For every other string, ``decode(encode(s)) == s``.
+
+**File format** (:meth:`BPETokenizer.save`, :meth:`BPETokenizer.load`): UTF-8 text, one
+item per line; strings are JSON-quoted so any character is safe::
+
+    llmbook-bpe 1
+    pattern "<the split pattern as a JSON string>"
+    special 1
+    "<|endoftext|>"
+    merges 2
+    116 104
+    256 101
+
+The special tokens are listed in id order, starting after the last merge; merge ``k``
+(counting from 0) joins the two ids on its line into id ``256 + k``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import regex
+
+#: GPT-2's (and GPT-3's) split pattern, as tiktoken writes it for ``r50k_base``.
+GPT2_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
+#: GPT-4's split pattern (tiktoken's ``cl100k_base``): case-insensitive contractions,
+#: numbers in groups of at most three digits, newlines kept apart from other whitespace.
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+
+Pair = tuple[int, int]
+_FORMAT = "llmbook-bpe 1"
+_CACHE_SIZE = 1 << 16  # encoded chunks kept; the cache is emptied when it is full
+
+
+def _check_text(text: Any, name: str = "text") -> None:
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"{name} has a lone surrogate U+{ord(text[err.start]):04X} at position {err.start};"
+            " it is not a Unicode character and has no UTF-8 bytes to tokenise"
+        ) from None
+
+
+def _compile(pattern: Any) -> regex.Pattern:
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"pattern must be a non-empty regular expression string, got {pattern!r}")
+    try:
+        return regex.compile(pattern)
+    except regex.error as err:
+        raise ValueError(f"pattern is not a valid regular expression: {err}") from None
+
+
+def _special_regex(tokens: Iterable[str]) -> regex.Pattern:
+    # Longest first, so that a special token that is a prefix of another loses.
+    ordered = sorted(tokens, key=lambda s: (-len(s), s))
+    return regex.compile("(" + "|".join(regex.escape(s) for s in ordered) + ")")
+
+
+def split_text(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
+    """Pre-split ``text`` into the chunks BPE works inside (``regex.findall``).
+
+    Raises ``ValueError`` if the pattern skips any character, since skipped text could not
+    be decoded again (tiktoken drops it silently).
+    """
+    _check_text(text)
+    chunks = _compile(pattern).findall(text)
+    if sum(map(len, chunks)) != len(text):
+        pos = 0
+        for m in _compile(pattern).finditer(text):
+            if m.start() != pos:
+                break
+            pos = m.end()
+        raise ValueError(f"pattern does not match text at position {pos} ({text[pos]!r})")
+    return chunks
+
+
+def chunk_counts(text: str, pattern: str = GPT4_PATTERN) -> Counter[bytes]:
+    """How often each pre-split chunk (as UTF-8 bytes) occurs in ``text``."""
+    return Counter(chunk.encode("utf-8") for chunk in split_text(text, pattern))
+
+
+def pair_counts(counts: Mapping[bytes, int] | Mapping[tuple[int, ...], int]) -> Counter[Pair]:
+    r"""Adjacent-pair counts :math:`c(a, b) = \sum_w f(w)\,\#\{(a, b) \text{ in } w\}`.
+
+    ``counts`` maps chunks — as bytes, or as tuples of token ids — to their frequency
+    :math:`f(w)`; pairs are counted inside chunks only.
+    """
+    stats: Counter[Pair] = Counter()
+    for word, freq in counts.items():
+        for pair in pairwise(word):
+            stats[pair] += freq
+    return stats
+
+
+def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
+    """Replace each occurrence of ``pair`` in ``ids`` by ``new_id`` (the BPE merge step).
+
+    Scans left to right and never overlaps: ``merge_pair([7, 7, 7], (7, 7), 256)`` is
+    ``[256, 7]``.
+    """
+    a, b = pair
+    out: list[int] = []
+    i, n = 0, len(ids)
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _check_n_merges(n_merges: Any) -> None:
+    if isinstance(n_merges, bool) or not isinstance(n_merges, int) or n_merges < 0:
+        raise ValueError(f"n_merges must be an integer >= 0, got {n_merges!r}")
+
+
+def _too_few(done: int, n_merges: int) -> ValueError:
+    return ValueError(
+        f"the training text allows only {done} merges (every chunk is then a single token),"
+        f" but {n_merges} were asked for: lower vocab_size or give more text"
+    )
+
+
+def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
+    """Learn ``n_merges`` BPE merges from chunk counts, updating pair counts incrementally.
+
+    Same result as :func:`learn_merges_naive` (the module docstring gives the rule and the
+    tie-break). Each chunk is stored once with its frequency; ``where[p]`` indexes the
+    chunks that contain pair ``p``. A merge rewrites only those chunks and changes the
+    counts of only the pairs they gain or lose; a heap keyed by (−count, pair) finds the
+    next merge, skipping entries whose count has since changed.
+    """
+    _check_n_merges(n_merges)
+    words = [list(chunk) for chunk in counts]
+    freqs = list(counts.values())
+    stats: dict[Pair, int] = defaultdict(int)
+    where: dict[Pair, set[int]] = defaultdict(set)
+    for i, word in enumerate(words):
+        for pair in pairwise(word):
+            stats[pair] += freqs[i]
+            where[pair].add(i)
+    heap = [(-count, pair) for pair, count in stats.items()]
+    heapq.heapify(heap)
+    merges: list[Pair] = []
+    while len(merges) < n_merges:
+        while heap and stats.get(heap[0][1], 0) != -heap[0][0]:
+            heapq.heappop(heap)  # stale: this pair's count changed after it was pushed
+        if not heap:
+            raise _too_few(len(merges), n_merges)
+        _, best = heapq.heappop(heap)
+        new_id = 256 + len(merges)
+        merges.append(best)
+        changed: set[Pair] = set()
+        for i in where.pop(best):
+            old, new = words[i], merge_pair(words[i], best, new_id)
+            old_pairs = Counter(pairwise(old))
+            new_pairs = Counter(pairwise(new))
+            for pair, count in old_pairs.items():  # pairs lost (or fewer) in this chunk
+                if new_pairs[pair] != count:
+                    stats[pair] += (new_pairs[pair] - count) * freqs[i]
+                    changed.add(pair)
+                if pair not in new_pairs and pair != best:
+                    where[pair].discard(i)
+            for pair, count in new_pairs.items():  # pairs gained, all made with new_id
+                if pair not in old_pairs:
+                    stats[pair] += count * freqs[i]
+                    changed.add(pair)
+                    where[pair].add(i)
+            words[i] = new
+        for pair in changed:
+            if stats[pair] > 0:
+                heapq.heappush(heap, (-stats[pair], pair))
+            else:
+                del stats[pair]
+    return merges
+
+
+def learn_merges_naive(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
+    """The textbook BPE trainer: recount every pair from scratch before every merge.
+
+    The reference :func:`learn_merges` is tested against; same rule and tie-break.
+    """
+    _check_n_merges(n_merges)
+    words: dict[tuple[int, ...], int] = {tuple(chunk): f for chunk, f in counts.items()}
+    merges: list[Pair] = []
+    for k in range(n_merges):
+        stats = pair_counts(words)
+        if not stats:
+            raise _too_few(k, n_merges)
+        best = min(stats, key=lambda p: (-stats[p], p))
+        merges.append(best)
+        words = {tuple(merge_pair(list(w), best, 256 + k)): f for w, f in words.items()}
+    return merges
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer: merges, a split pattern and special tokens.
+
+    Build one with :meth:`train`, :meth:`load`, or from known merges. Ids 0–255 are the
+    bytes, ``256 + k`` is merge ``k``, and the special tokens follow, so
+    ``vocab_size = 256 + len(merges) + len(special_tokens)``.
+
+    Args:
+        merges: the learned pairs in order; merge ``k`` joins ids below ``256 + k``.
+        pattern: the pre-split regular expression (``regex`` syntax, ``\\p{L}`` allowed).
+        special_tokens: strings that each get one id after the merges, in this order.
+    """
+
+    def __init__(
+        self,
+        merges: Sequence[Pair] = (),
+        *,
+        pattern: str = GPT4_PATTERN,
+        special_tokens: Sequence[str] = (),
+    ) -> None:
+        self._split = _compile(pattern)
+        self.pattern: str = pattern
+        self.merges: list[Pair] = []
+        self._ranks: dict[Pair, int] = {}  # pair -> the id it merges into (its rank)
+        self._bytes: list[bytes] = [bytes([i]) for i in range(256)]  # id -> bytes
+        for k, pair in enumerate(merges):
+            if not (
+                isinstance(pair, tuple | list)
+                and len(pair) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
+                and all(0 <= x < 256 + k for x in pair)
+            ):
+                raise ValueError(
+                    f"merges[{k}] must be a pair of ids in [0, {256 + k}), got {pair!r}"
+                )
+            a, b = int(pair[0]), int(pair[1])
+            if (a, b) in self._ranks:
+                raise ValueError(f"merges[{k}] = {(a, b)} repeats an earlier merge")
+            self.merges.append((a, b))
+            self._ranks[a, b] = 256 + k
+            self._bytes.append(self._bytes[a] + self._bytes[b])
+        if isinstance(special_tokens, str):
+            raise ValueError("special_tokens must be a sequence of strings, not one string")
+        specials = list(special_tokens)
+        for s in specials:
+            if not isinstance(s, str) or not s:
+                raise ValueError(f"special_tokens must be non-empty strings, got {s!r}")
+            _check_text(s, "special_tokens")
+        if len(set(specials)) != len(specials):
+            raise ValueError(f"special_tokens has duplicates: {specials}")
+        self.special_tokens: dict[str, int] = {
+            s: len(self._bytes) + j for j, s in enumerate(specials)
+        }
+        self._cache: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(
+        cls,
+        text: str,
+        vocab_size: int,
+        pattern: str = GPT4_PATTERN,
+        special_tokens: Sequence[str] | None = None,
+    ) -> BPETokenizer:
+        """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
+
+        The rule and tie-break are in the module docstring (:func:`learn_merges`). Special
+        strings occurring in ``text`` are cut out before counting, so no merge learns them
+        or spans them.
+        """
+        _check_text(text)
+        if not text:
+            raise ValueError("text must be a non-empty string to train on")
+        specials = [] if special_tokens is None else special_tokens
+        tok = cls(pattern=pattern, special_tokens=specials)  # validates both
+        low = 256 + len(tok.special_tokens)
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < low:
+            raise ValueError(
+                f"vocab_size must be an integer >= {low} (256 byte tokens"
+                f" + {len(tok.special_tokens)} special tokens), got {vocab_size!r}"
+            )
+        parts = _special_regex(tok.special_tokens).split(text) if tok.special_tokens else [text]
+        counts: Counter[bytes] = Counter()
+        for part in parts[::2]:  # split() puts the special strings at odd positions
+            counts.update(chunk_counts(part, pattern))
+        merges = learn_merges(counts, vocab_size - low)
+        return cls(merges, pattern=pattern, special_tokens=list(tok.special_tokens))
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids: 256 bytes, the merges and the special tokens."""
+        return len(self._bytes) + len(self.special_tokens)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes of one token (a special token's are its UTF-8 string)."""
+        return self.decode_bytes([token_id])
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_chunk(self, chunk: bytes) -> list[int]:
+        """Apply the lowest-rank learned merge among adjacent pairs until none applies."""
+        ids = list(chunk)
+        ranks = self._ranks
+        while len(ids) >= 2:
+            pair = min(pairwise(ids), key=lambda p: ranks.get(p, 1 << 62))
+            if pair not in ranks:
+                break
+            ids = merge_pair(ids, pair, ranks[pair])
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` with no special-token handling (special strings are plain text)."""
+        chunks = split_text(text, self.pattern)
+        cache, out = self._cache, []
+        for chunk in chunks:
+            ids = cache.get(chunk)
+            if ids is None:
+                ids = self._encode_chunk(chunk.encode("utf-8"))
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[chunk] = ids
+            out.extend(ids)
+        return out
+
+    def _special_set(self, value: str | Collection[str], name: str) -> set[str]:
+        if value == "all":
+            return set(self.special_tokens)
+        if isinstance(value, str):
+            raise ValueError(
+                f"{name} must be 'all' or a collection of special tokens, got {value!r}"
+            )
+        chosen = set(value)
+        unknown = chosen - set(self.special_tokens)
+        if unknown:
+            raise ValueError(
+                f"{name} has unknown special tokens {sorted(unknown)};"
+                f" this tokenizer's are {list(self.special_tokens)}"
+            )
+        return chosen
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: str | Collection[str] = (),
+        disallowed_special: str | Collection[str] = "all",
+    ) -> list[int]:
+        """Encode ``text`` to token ids, with tiktoken's rules for special tokens.
+
+        Args:
+            text: any string without lone surrogates.
+            allowed_special: special tokens (or ``"all"``) that become their single id
+                where their string occurs in ``text``.
+            disallowed_special: special tokens (``"all"``: every one not allowed) whose
+                string in ``text`` raises ``ValueError``; special strings in neither set
+                are encoded as ordinary text.
+        """
+        _check_text(text)
+        allowed = self._special_set(allowed_special, "allowed_special")
+        if disallowed_special == "all":
+            disallowed = set(self.special_tokens) - allowed
+        else:
+            disallowed = self._special_set(disallowed_special, "disallowed_special")
+        if disallowed:
+            found = _special_regex(disallowed).search(text)
+            if found:
+                raise ValueError(
+                    f"text contains the special token {found.group()!r} at position"
+                    f" {found.start()}; pass allowed_special={{{found.group()!r}}} to encode"
+                    " it as that token, or disallowed_special=() to encode it as plain text"
+                )
+        if not allowed:
+            return self.encode_ordinary(text)
+        out: list[int] = []
+        for i, part in enumerate(_special_regex(allowed).split(text)):
+            if i % 2:
+                out.append(self.special_tokens[part])
+            elif part:
+                out.extend(self.encode_ordinary(part))
+        return out
+
+    # ------------------------------------------------------------------ decoding
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of a sequence of ids (a special token gives its UTF-8 string)."""
+        table = self._bytes + [s.encode("utf-8") for s in self.special_tokens]
+        ids = list(ids)
+        try:
+            if ids and (min(ids) < 0 or max(ids) >= len(table)):
+                raise IndexError
+            return b"".join([table[i] for i in ids])
+        except (IndexError, TypeError):
+            for pos, i in enumerate(ids):
+                if not (isinstance(i, int) or hasattr(i, "__index__")) or isinstance(i, bool):
+                    raise ValueError(f"ids[{pos}] = {i!r} is not an integer id") from None
+                if not 0 <= i < len(table):
+                    raise ValueError(
+                        f"ids[{pos}] = {i} is out of range: ids are in [0, {len(table)})"
+                    ) from None
+            raise
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """Decode ids to text. ``decode(encode(s)) == s`` for every string ``s``.
+
+        A sequence that cuts a multi-byte character (one token of an emoji, say) is not
+        valid UTF-8; ``errors="replace"`` (the default, as in tiktoken) shows U+FFFD there,
+        ``errors="strict"`` raises ``UnicodeDecodeError``.
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> None:
+        """Write the tokenizer in the plain-text format of the module docstring."""
+        lines = [_FORMAT, "pattern " + json.dumps(self.pattern)]
+        lines.append(f"special {len(self.special_tokens)}")
+        lines += [json.dumps(s) for s in self.special_tokens]
+        lines.append(f"merges {len(self.merges)}")
+        lines += [f"{a} {b}" for a, b in self.merges]
+        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> BPETokenizer:
+        """Read a tokenizer written by :meth:`save`; ``ValueError`` on a malformed file."""
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        try:
+            if lines[0] != _FORMAT:
+                raise ValueError(f"the first line must be {_FORMAT!r}")
+            if not lines[1].startswith("pattern "):
+                raise ValueError("line 2 must be 'pattern <JSON string>'")
+            pattern = json.loads(lines[1][len("pattern ") :])
+            head, n_special = lines[2].split(" ")
+            if head != "special":
+                raise ValueError("line 3 must be 'special <count>'")
+            at = 3 + int(n_special)
+            specials = [json.loads(line) for line in lines[3:at]]
+            head, n_merges = lines[at].split(" ")
+            if head != "merges":
+                raise ValueError(f"line {at + 1} must be 'merges <count>'")
+            rows = lines[at + 1 : at + 1 + int(n_merges)]
+            merges = [(int(a), int(b)) for a, b in (row.split(" ") for row in rows)]
+            if len(merges) != int(n_merges) or any(lines[at + 1 + int(n_merges) :]):
+                raise ValueError(f"expected exactly {n_merges} merge lines")
+        except (IndexError, json.JSONDecodeError, ValueError) as err:
+            raise ValueError(f"{path} is not an llmbook BPE file: {err}") from None
+        return cls(merges, pattern=pattern, special_tokens=specials)
+
+    # ------------------------------------------------------------------ cross-check
+    def to_tiktoken(self, name: str = "llmbook-bpe") -> Any:
+        """The same tokenizer as a ``tiktoken.Encoding`` (for cross-checks and speed).
+
+        tiktoken ranks each token by its bytes: the byte tokens get ranks 0–255 and merge
+        ``k`` rank ``256 + k``, its id here. tiktoken merges, in a chunk, the adjacent pair
+        whose joined bytes have the lowest rank, which replays our merges in order.
+        Raises ``ValueError`` if two merges made the same byte string (tiktoken's table,
+        keyed by bytes, cannot hold both).
+        """
+        import tiktoken
+
+        ranks: dict[bytes, int] = {}
+        for i, token in enumerate(self._bytes):
+            if token in ranks:
+                raise ValueError(
+                    f"tokens {ranks[token]} and {i} have the same bytes {token!r};"
+                    " tiktoken cannot represent this vocabulary"
+                )
+            ranks[token] = i
+        return tiktoken.Encoding(
+            name,
+            pat_str=self.pattern,
+            mergeable_ranks=ranks,
+            special_tokens=dict(self.special_tokens),
+            explicit_n_vocab=self.vocab_size,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)},"
+            f" special_tokens={list(self.special_tokens)})"
+        )

@@ -322,6 +322,8 @@ def test_load_malformed(tmp_path, content):
         (lambda: BPETokenizer([(1, -1)]), r"merges\[0\]"),
         (lambda: split_text("ab", r"a"), "position 1"),
         (lambda: learn_merges({b"ab": 1}, -1), "n_merges"),
+        (lambda: learn_merges({b"ab": 0}, 1), "positive"),
+        (lambda: learn_merges_naive([b"ab"], 1), "counts must map"),
     ],
 )
 def test_bad_input(call, match):

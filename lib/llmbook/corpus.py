@@ -176,7 +176,7 @@ def pydoc_prose_and_code(topics: list[str] | None = None) -> tuple[str, str]:
 
     * **code**: a doctest session (its dedented text starts with ``>>>``), or a paragraph
       indented by at least 3 spaces that is not a list item (``* x``, ``- x``, ``1. x``)
-      and parses as Python (:func:`ast.parse`);
+      and parses as Python (``ast.parse``);
     * **prose**: a paragraph that starts at column 0 and is not a grid table (``+---+``),
       without its heading underlines (``****``, ``====``, ``----``);
     * **neither** (left out): other indented paragraphs — notes, definition-list bodies,

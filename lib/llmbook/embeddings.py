@@ -8,8 +8,8 @@ into vectors in three steps, each a function here:
 2. :func:`ppmi` turns counts into positive pointwise mutual information,
    :math:`\max\big(0, \log \frac{\hat P(w, c)}{\hat P(w)\,\hat P_\alpha(c)}\big)`, with the
    context distribution smoothed by :math:`\alpha = 0.75` (Levy, Goldberg and Dagan 2015).
-3. :func:`truncated_svd` factorises the PPMI matrix, and :func:`svd_embeddings` keeps
-   :math:`W = U_d\,\Sigma_d^{\,p}` as the :math:`d`-dimensional word vectors.
+3. :func:`svd_embeddings` factorises the PPMI matrix by a singular value decomposition
+   and keeps :math:`W = U_d\,\Sigma_d^{\,p}` as the :math:`d`-dimensional word vectors.
 
 Levy and Goldberg (2014) showed that skip-gram with negative sampling (word2vec)
 implicitly factorises a shifted PMI matrix, so this count-based route and word2vec learn
@@ -31,12 +31,14 @@ _SPEAKER = re.compile(r"^[^a-z\n]+:$", flags=re.MULTILINE)  # "KING HENRY V:" li
 
 
 def words(text: str, *, drop_speakers: bool = True) -> list[str]:
-    """Lower-case word tokens of ``text``: letters with inner apostrophes (``'tis``, ``o'er``).
+    """Lower-case word tokens of ``text``: runs of letters, keeping inner apostrophes.
 
-    With ``drop_speakers`` (default), lines that consist of a speaker's name — no
-    lower-case letter, ending in a colon, as :func:`llmbook.corpus.shakespeare` writes
-    them — are removed first, so character names count only where the verse uses them.
-    Hyphenated words are split at the hyphen; digits and punctuation are dropped.
+    ``o'er`` and ``ne'er`` stay whole; a leading or trailing apostrophe is dropped
+    (``'Tis`` gives ``tis``). With ``drop_speakers`` (default), lines that consist of a
+    speaker's name — no lower-case letter, ending in a colon, as
+    :func:`llmbook.corpus.shakespeare` writes them — are removed first, so character
+    names count only where the verse uses them. Hyphenated words are split at the
+    hyphen; digits and punctuation are dropped.
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
@@ -114,53 +116,28 @@ def ppmi(counts: np.ndarray, *, alpha: float = 0.75) -> np.ndarray:
     return np.where(counts > 0, np.maximum(pmi, 0.0), 0.0)
 
 
-def truncated_svd(
-    matrix: np.ndarray,
-    rank: int,
-    *,
-    rng: np.random.Generator,
-    oversample: int = 20,
-    n_iter: int = 6,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""The top ``rank`` singular triplets of ``matrix``, by randomized SVD (Halko et al. 2011).
-
-    Returns :math:`(U_r, \sigma_r, V_r^\top)` with :math:`A \approx U_r\,\mathrm{diag}
-    (\sigma_r)\,V_r^\top`. A Gaussian test matrix from ``rng`` with ``rank + oversample``
-    columns, sharpened by ``n_iter`` power iterations, finds the dominant column space;
-    an exact SVD of the small projected matrix does the rest. Each singular-vector pair's
-    sign is fixed so that the largest entry of :math:`u_j` is positive, making the result
-    reproducible. For a 3,000 × 3,000 matrix this takes a second where a full SVD takes
-    about a minute.
-    """
-    a = np.asarray(matrix, dtype=np.float64)
-    if a.ndim != 2 or a.size == 0:
-        raise ValueError(f"matrix must be a non-empty 2-D array, got shape {a.shape}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(a.shape):
-        raise ValueError(f"rank must be an integer in [1, {min(a.shape)}], got {rank!r}")
-    k = min(rank + oversample, min(a.shape))
-    q, _ = np.linalg.qr(a @ rng.standard_normal((a.shape[1], k)))
-    for _ in range(n_iter):
-        q, _ = np.linalg.qr(a.T @ q)
-        q, _ = np.linalg.qr(a @ q)
-    u_small, s, vt = np.linalg.svd(q.T @ a, full_matrices=False)
-    u = (q @ u_small)[:, :rank]
-    s, vt = s[:rank], vt[:rank]
-    signs = np.sign(u[np.abs(u).argmax(0), np.arange(rank)])
-    return u * signs, s, vt * signs[:, None]
-
-
-def svd_embeddings(
-    matrix: np.ndarray, dim: int, *, rng: np.random.Generator, power: float = 0.5
-) -> np.ndarray:
+def svd_embeddings(matrix: np.ndarray, dim: int, *, power: float = 0.5) -> np.ndarray:
     r"""Word vectors :math:`W = U_d\,\Sigma_d^{\,p}` from the truncated SVD of ``matrix``.
 
-    ``power`` :math:`p = 1` gives the best rank-:math:`d` reconstruction
-    :math:`W V_d^\top \approx M`; :math:`p = 0.5` (symmetric weighting) usually gives better
-    word similarities (Levy, Goldberg and Dagan 2015). Shape ``(rows, dim)``.
+    With the singular value decomposition :math:`M = U \Sigma V^\top` (singular values in
+    decreasing order), keep the first ``dim`` columns of :math:`U` and weight them by the
+    singular values to the power ``power``. :math:`p = 1` gives the best rank-:math:`d`
+    reconstruction :math:`W V_d^\top \approx M` (Eckart–Young); :math:`p = 0.5` usually
+    gives better word similarities (Levy, Goldberg and Dagan 2015). The SVD is exact
+    (LAPACK); each column's sign is fixed so that its largest-magnitude entry is positive,
+    which makes the result reproducible (cosine similarities do not depend on it). Shape
+    ``(rows, dim)``.
     """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0 or not np.isfinite(m).all():
+        raise ValueError(f"matrix must be a finite, non-empty 2-D array, got shape {m.shape}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= min(m.shape):
+        raise ValueError(f"dim must be an integer in [1, {min(m.shape)}], got {dim!r}")
     if not (isinstance(power, int | float) and 0 <= power <= 1):
         raise ValueError(f"power must be a number in [0, 1], got {power!r}")
-    u, s, _ = truncated_svd(matrix, dim, rng=rng)
+    u, s, _ = np.linalg.svd(m, full_matrices=False)
+    u, s = u[:, :dim], s[:dim]
+    u = u * np.sign(u[np.abs(u).argmax(0), np.arange(dim)])
     return u * s**power
 
 

@@ -78,7 +78,6 @@ GPT4_PATTERN = (
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
 
-Pair = tuple[int, int]
 _FORMAT = "llmbook-bpe 1"
 _CACHE_SIZE = 1 << 16  # encoded chunks kept; the cache is emptied when it is full
 
@@ -110,17 +109,11 @@ def _special_regex(tokens: Iterable[str]) -> regex.Pattern:
     return regex.compile("(" + "|".join(regex.escape(s) for s in ordered) + ")")
 
 
-def split_text(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
-    """Pre-split ``text`` into the chunks BPE works inside (``regex.findall``).
-
-    Raises ``ValueError`` if the pattern skips any character, since skipped text could not
-    be decoded again (tiktoken drops it silently).
-    """
-    _check_text(text)
-    chunks = _compile(pattern).findall(text)
+def _findall(splitter: regex.Pattern, text: str) -> list[str]:
+    chunks = splitter.findall(text)
     if sum(map(len, chunks)) != len(text):
         pos = 0
-        for m in _compile(pattern).finditer(text):
+        for m in splitter.finditer(text):
             if m.start() != pos:
                 break
             pos = m.end()
@@ -128,25 +121,37 @@ def split_text(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
     return chunks
 
 
+def split_text(text: str, pattern: str = GPT4_PATTERN) -> list[str]:
+    """Pre-split ``text`` into the chunks BPE works inside (``regex.findall``).
+
+    Raises ``ValueError`` if the pattern skips any character, since skipped text could not
+    be decoded again (tiktoken drops it silently).
+    """
+    _check_text(text)
+    return _findall(_compile(pattern), text)
+
+
 def chunk_counts(text: str, pattern: str = GPT4_PATTERN) -> Counter[bytes]:
     """How often each pre-split chunk (as UTF-8 bytes) occurs in ``text``."""
     return Counter(chunk.encode("utf-8") for chunk in split_text(text, pattern))
 
 
-def pair_counts(counts: Mapping[bytes, int] | Mapping[tuple[int, ...], int]) -> Counter[Pair]:
+def pair_counts(
+    counts: Mapping[bytes, int] | Mapping[tuple[int, ...], int],
+) -> Counter[tuple[int, int]]:
     r"""Adjacent-pair counts :math:`c(a, b) = \sum_w f(w)\,\#\{(a, b) \text{ in } w\}`.
 
     ``counts`` maps chunks — as bytes, or as tuples of token ids — to their frequency
     :math:`f(w)`; pairs are counted inside chunks only.
     """
-    stats: Counter[Pair] = Counter()
+    stats: Counter[tuple[int, int]] = Counter()
     for word, freq in counts.items():
         for pair in pairwise(word):
             stats[pair] += freq
     return stats
 
 
-def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace each occurrence of ``pair`` in ``ids`` by ``new_id`` (the BPE merge step).
 
     Scans left to right and never overlaps: ``merge_pair([7, 7, 7], (7, 7), 256)`` is
@@ -165,9 +170,14 @@ def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
     return out
 
 
-def _check_n_merges(n_merges: Any) -> None:
+def _check_learn_args(counts: Any, n_merges: Any) -> None:
     if isinstance(n_merges, bool) or not isinstance(n_merges, int) or n_merges < 0:
         raise ValueError(f"n_merges must be an integer >= 0, got {n_merges!r}")
+    if not isinstance(counts, Mapping):
+        raise ValueError(f"counts must map chunks (bytes) to counts, got {type(counts).__name__}")
+    bad = [(w, f) for w, f in counts.items() if not isinstance(f, int) or f <= 0]
+    if bad:
+        raise ValueError(f"counts must be positive integers, got {bad[0][1]!r} for {bad[0][0]!r}")
 
 
 def _too_few(done: int, n_merges: int) -> ValueError:
@@ -177,7 +187,7 @@ def _too_few(done: int, n_merges: int) -> ValueError:
     )
 
 
-def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
+def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[tuple[int, int]]:
     """Learn ``n_merges`` BPE merges from chunk counts, updating pair counts incrementally.
 
     Same result as :func:`learn_merges_naive` (the module docstring gives the rule and the
@@ -186,18 +196,18 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
     counts of only the pairs they gain or lose; a heap keyed by (−count, pair) finds the
     next merge, skipping entries whose count has since changed.
     """
-    _check_n_merges(n_merges)
+    _check_learn_args(counts, n_merges)
     words = [list(chunk) for chunk in counts]
     freqs = list(counts.values())
-    stats: dict[Pair, int] = defaultdict(int)
-    where: dict[Pair, set[int]] = defaultdict(set)
+    stats: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)
     for i, word in enumerate(words):
         for pair in pairwise(word):
             stats[pair] += freqs[i]
             where[pair].add(i)
     heap = [(-count, pair) for pair, count in stats.items()]
     heapq.heapify(heap)
-    merges: list[Pair] = []
+    merges: list[tuple[int, int]] = []
     while len(merges) < n_merges:
         while heap and stats.get(heap[0][1], 0) != -heap[0][0]:
             heapq.heappop(heap)  # stale: this pair's count changed after it was pushed
@@ -206,7 +216,7 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
         _, best = heapq.heappop(heap)
         new_id = 256 + len(merges)
         merges.append(best)
-        changed: set[Pair] = set()
+        changed: set[tuple[int, int]] = set()
         for i in where.pop(best):
             old, new = words[i], merge_pair(words[i], best, new_id)
             old_pairs = Counter(pairwise(old))
@@ -231,14 +241,14 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
     return merges
 
 
-def learn_merges_naive(counts: Mapping[bytes, int], n_merges: int) -> list[Pair]:
+def learn_merges_naive(counts: Mapping[bytes, int], n_merges: int) -> list[tuple[int, int]]:
     """The textbook BPE trainer: recount every pair from scratch before every merge.
 
     The reference :func:`learn_merges` is tested against; same rule and tie-break.
     """
-    _check_n_merges(n_merges)
+    _check_learn_args(counts, n_merges)
     words: dict[tuple[int, ...], int] = {tuple(chunk): f for chunk, f in counts.items()}
-    merges: list[Pair] = []
+    merges: list[tuple[int, int]] = []
     for k in range(n_merges):
         stats = pair_counts(words)
         if not stats:
@@ -264,15 +274,15 @@ class BPETokenizer:
 
     def __init__(
         self,
-        merges: Sequence[Pair] = (),
+        merges: Sequence[tuple[int, int]] = (),
         *,
         pattern: str = GPT4_PATTERN,
         special_tokens: Sequence[str] = (),
     ) -> None:
         self._split = _compile(pattern)
         self.pattern: str = pattern
-        self.merges: list[Pair] = []
-        self._ranks: dict[Pair, int] = {}  # pair -> the id it merges into (its rank)
+        self.merges: list[tuple[int, int]] = []
+        self._ranks: dict[tuple[int, int], int] = {}  # pair -> the id it merges into (its rank)
         self._bytes: list[bytes] = [bytes([i]) for i in range(256)]  # id -> bytes
         for k, pair in enumerate(merges):
             if not (
@@ -302,6 +312,7 @@ class BPETokenizer:
         self.special_tokens: dict[str, int] = {
             s: len(self._bytes) + j for j, s in enumerate(specials)
         }
+        self._table = self._bytes + [s.encode("utf-8") for s in self.special_tokens]  # id -> bytes
         self._cache: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------ training
@@ -340,7 +351,7 @@ class BPETokenizer:
     # ------------------------------------------------------------------ vocabulary
     @property
     def vocab_size(self) -> int:
-        """Number of ids: 256 bytes, the merges and the special tokens."""
+        """How many ids there are (256 bytes, then the merges, then the special tokens)."""
         return len(self._bytes) + len(self.special_tokens)
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -361,9 +372,12 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` with no special-token handling (special strings are plain text)."""
-        chunks = split_text(text, self.pattern)
+        _check_text(text)
+        return self._encode_plain(text)
+
+    def _encode_plain(self, text: str) -> list[int]:
         cache, out = self._cache, []
-        for chunk in chunks:
+        for chunk in _findall(self._split, text):
             ids = cache.get(chunk)
             if ids is None:
                 ids = self._encode_chunk(chunk.encode("utf-8"))
@@ -421,19 +435,19 @@ class BPETokenizer:
                     " it as that token, or disallowed_special=() to encode it as plain text"
                 )
         if not allowed:
-            return self.encode_ordinary(text)
+            return self._encode_plain(text)
         out: list[int] = []
         for i, part in enumerate(_special_regex(allowed).split(text)):
             if i % 2:
                 out.append(self.special_tokens[part])
             elif part:
-                out.extend(self.encode_ordinary(part))
+                out.extend(self._encode_plain(part))
         return out
 
     # ------------------------------------------------------------------ decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of a sequence of ids (a special token gives its UTF-8 string)."""
-        table = self._bytes + [s.encode("utf-8") for s in self.special_tokens]
+        table = self._table
         ids = list(ids)
         try:
             if ids and (min(ids) < 0 or max(ids) >= len(table)):

@@ -207,6 +207,44 @@ def test_every_variant_trains_one_step():
         assert all(g is not None and torch.isfinite(g).all() for g in grads), cfg
 
 
+@pytest.mark.parametrize("positional", ["learned", "rope", "alibi"])
+@pytest.mark.parametrize("B,T", [(1, 20), (4, 20)])  # B*T < 64: three projections; >= 64: one
+def test_fused_path_equals_explicit_path(positional, B, T):
+    """The fused path (is_causal kernel, unmasked single-query decoding, concatenated
+    W_Q;W_K;W_V) computes the same logits as the explicit equations, with and without the
+    KV cache, and for GQA."""
+    a = randomize(GPT(tiny(positional=positional, n_kv_head=2)).double())
+    b = GPT(tiny(positional=positional, n_kv_head=2, attn_implementation="fused")).double()
+    b.load_state_dict(a.state_dict())
+    b.eval()
+    idx = ids(B=B, T=T)
+    torch.testing.assert_close(b(idx)[0], a(idx)[0], atol=1e-12, rtol=0)
+    from llmbook.attention import KVCache
+
+    caches = [KVCache(CTX) for _ in b.blocks]
+    steps = [b._logits(idx[:, :7], caches)]
+    steps += [b._logits(idx[:, t : t + 1], caches) for t in range(7, T)]
+    torch.testing.assert_close(torch.cat(steps, 1), a(idx)[0], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu", "swiglu"])
+def test_feedforward_equals_the_written_out_formulas(activation):
+    """The model calls torch's one-kernel activations; they equal llmbook.functional's."""
+    from llmbook.functional import gelu, relu, swiglu
+    from llmbook.gpt import FeedForward
+
+    ffn = FeedForward(tiny(activation=activation)).double()
+    x = torch.randn(3, 5, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    h = ffn.fc(x)
+    if activation == "swiglu":
+        h = swiglu(h, ffn.up(x))
+    elif activation == "relu":
+        h = relu(h)
+    else:
+        h = gelu(h, "tanh" if activation == "gelu_tanh" else "none")
+    torch.testing.assert_close(ffn(x), ffn.proj(h), atol=1e-12, rtol=0)
+
+
 def test_implementations_agree_and_ignore_index():
     a = randomize(GPT(tiny(positional="alibi")))
     b = GPT(tiny(positional="alibi", attn_implementation="fused"))

@@ -49,7 +49,6 @@ from llmbook.attention import (
     causal_mask,
     scaled_dot_product_attention,
 )
-from llmbook.functional import gelu, relu, swiglu
 from llmbook.positional import (
     LearnedPositionalEmbedding,
     alibi_slopes,
@@ -217,9 +216,18 @@ class CausalSelfAttention(MultiHeadAttention):
         """Attend ``x`` ``(B, T, d_model)`` causally to itself and to the cached past."""
         B, T, _ = x.shape
         offset = 0 if kv_cache is None else kv_cache.length
-        q = self.q_proj(x).view(B, T, self.n_head, self.d_head).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.d_head).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.d_head).transpose(1, 2)
+        if B * T >= 64:  # many rows: one matmul with [W_Q; W_K; W_V] beats three
+            w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+            b = None
+            if self.q_proj.bias is not None:
+                b = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))  # type: ignore[arg-type]
+            d_kv = self.n_kv_head * self.d_head
+            q, k, v = F.linear(x, w, b).split((self.d_model, d_kv, d_kv), dim=-1)
+        else:  # decoding: the copy would cost more than it saves
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(B, T, self.n_head, self.d_head).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.d_head).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.d_head).transpose(1, 2)
         if self.positional == "rope":
             pos = torch.arange(offset, offset + T, device=x.device)
             q = apply_rope(q, pos, freqs=self.rope_freqs, layout="half")
@@ -227,6 +235,13 @@ class CausalSelfAttention(MultiHeadAttention):
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)
         T_k = k.shape[2]
+        if self.implementation == "fused" and self.positional != "alibi" and T in (1, T_k):
+            # The same mask said the fast way: no mask for one query (it sees every cached
+            # key), torch's is_causal=True (its flash kernel skips masked blocks) for T_q = T_k.
+            out = F.scaled_dot_product_attention(
+                q, k, v, is_causal=T > 1, enable_gqa=self.n_kv_head != self.n_head
+            )
+            return self.out_proj(out.transpose(1, 2).reshape(B, T, self.d_model))  # type: ignore[union-attr]
         mask: Tensor = causal_mask(T, T_k, offset=offset, device=x.device)
         if self.positional == "alibi":
             i = torch.arange(offset, offset + T, device=x.device, dtype=x.dtype)[:, None]
@@ -252,14 +267,20 @@ class FeedForward(nn.Module):
         self.proj = nn.Linear(d_ff, d, bias=cfg.bias)  # W_2 (or W_d)
 
     def forward(self, x: Tensor) -> Tensor:
+        # torch's one-kernel activations; equal to llmbook.functional's written-out
+        # gelu/silu/relu (tests/test_gpt.py), several times faster than the formulas.
         h = self.fc(x)
         if self.up is not None:
-            h = swiglu(h, self.up(x))
+            h = F.silu(h) * self.up(x)
         elif self.activation == "relu":
-            h = relu(h)
+            h = F.relu(h)
         else:
-            h = gelu(h, "tanh" if self.activation == "gelu_tanh" else "none")
+            h = F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
         return self.proj(h)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 class Block(nn.Module):
@@ -273,11 +294,12 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        drop = self.drop if self.drop.p > 0 else _identity
         if self.prenorm:
-            x = x + self.drop(self.attn(self.ln_1(x), kv_cache))
-            return x + self.drop(self.mlp(self.ln_2(x)))
-        x = self.ln_1(x + self.drop(self.attn(x, kv_cache)))
-        return self.ln_2(x + self.drop(self.mlp(x)))
+            x = x + drop(self.attn(self.ln_1(x), kv_cache))
+            return x + drop(self.mlp(self.ln_2(x)))
+        x = self.ln_1(x + drop(self.attn(x, kv_cache)))
+        return self.ln_2(x + drop(self.mlp(x)))
 
 
 # ---------------------------------------------------------------------------- model
@@ -343,7 +365,9 @@ class GPT(nn.Module):
             )
         return idx
 
-    def _logits(self, idx: Tensor, caches: list[KVCache] | None = None) -> Tensor:
+    def _logits(
+        self, idx: Tensor, caches: list[KVCache] | None = None, last_only: bool = False
+    ) -> Tensor:
         offset = 0 if caches is None else caches[0].length
         T = idx.shape[1]
         if offset + T > self.config.block_size:
@@ -356,9 +380,12 @@ class GPT(nn.Module):
             x = self.wpe(x, offset)
         elif self.config.positional == "sinusoidal":
             x = x + self.sinusoid[offset : offset + T].to(x.dtype)
-        x = self.drop(x)
+        if self.drop.p > 0:
+            x = self.drop(x)
         for n, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[n])
+        if last_only:  # generation needs only the next-token distribution
+            x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x))
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -418,7 +445,7 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             if caches is not None and caches[0].length + step_in.shape[1] > L:
                 caches, step_in = None, idx[:, -L:]
-            logits = self._logits(step_in, caches)[:, -1, :]
+            logits = self._logits(step_in, caches, last_only=True)[:, -1, :]
             if greedy:
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:

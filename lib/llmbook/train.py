@@ -1,0 +1,609 @@
+r"""The pretraining loop: AdamW, warmup and cosine decay, clipping, accumulation (Chapter 7).
+
+One optimisation step :math:`s` (counting from 0) does, in order:
+
+1. Draw :math:`k` = ``grad_accum_steps`` micro-batches of ``batch_size`` windows with
+   :func:`llmbook.data.get_batch` and a ``torch.Generator`` seeded from ``cfg.seed``.
+2. Accumulate the gradient of their mean loss,
+   :math:`g = \nabla_\theta \frac1k \sum_{i=1}^k L_i(\theta)` (:func:`accumulate_gradients`),
+   which equals the gradient of one batch of :math:`k \cdot` ``batch_size`` windows.
+3. Clip it to norm at most :math:`c` = ``grad_clip``:
+   :math:`g \leftarrow g \cdot \min\!\big(1, c / \lVert g \rVert_2\big)`.
+4. Take an AdamW step (:func:`configure_optimizer`) with the learning rate
+   :math:`\eta_s` of :func:`lr_at`.
+
+:func:`train` repeats this for ``max_steps`` steps, evaluates on held-out tokens every
+``eval_interval`` steps (:func:`evaluate`), shows a progress bar and returns a
+:class:`History` to plot. A checkpoint (:func:`save_checkpoint`) holds everything the next
+step depends on — weights, AdamW's moments, the step counter, the batch generator's state,
+torch's random state and the history — so training ``N`` steps straight and training
+``N/2``, saving, and resuming in a fresh process give identical parameters (tested).
+Chapter 8 derives the optimizer pieces used here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from llmbook.data import get_batch
+
+CHECKPOINT_FORMAT = "llmbook-checkpoint 1"
+#: TrainConfig fields that may change when a run is resumed (the rest shape the trajectory).
+RESUMABLE_CHANGES: tuple[str, ...] = ("max_steps", "eval_interval", "eval_batches", "log_interval")
+
+
+# --------------------------------------------------------------------------- config
+def _int_at_least(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _number(name: str, value: object, *, low: float, strict: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= low if strict else value < low):  # type: ignore[operator]
+        rel = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {rel} {low}, got {value!r}")
+
+
+@dataclass
+class TrainConfig:
+    r"""The settings of :func:`train` (Chapter 7).
+
+    Attributes:
+        max_steps: :math:`S`, the number of optimizer steps.
+        batch_size: windows per micro-batch, :math:`B`.
+        block_size: tokens per window, :math:`T` (at most the model's context length).
+        lr: the peak learning rate :math:`\eta_{\max}`, reached at the end of warmup.
+        min_lr: :math:`\eta_{\min}`, where the cosine ends (GPT-3: 10% of the peak).
+        warmup_steps: :math:`W`, steps of linear warmup (``0 <= W <= S``).
+        weight_decay: AdamW's decoupled decay :math:`\lambda`, on matrices only.
+        betas: AdamW's :math:`(\beta_1, \beta_2)`; GPT-3 used (0.9, 0.95).
+        eps: AdamW's :math:`\epsilon`.
+        grad_clip: clip the gradient's global L2 norm to this value; ``None`` = no clipping.
+        grad_accum_steps: :math:`k`, micro-batches per step; one step sees
+            :math:`k B T` tokens.
+        eval_interval: evaluate every this many steps (and at step 0 and at the end).
+        eval_batches: micro-batches averaged per evaluation.
+        seed: seeds the batch generator (the model's initialisation is the caller's).
+        log_interval: refresh the progress bar's loss every this many steps.
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 16
+    block_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float | None = 1.0
+    grad_accum_steps: int = 1
+    eval_interval: int = 100
+    eval_batches: int = 20
+    seed: int = 0
+    log_interval: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "block_size", "grad_accum_steps"):
+            _int_at_least(name, getattr(self, name), 1)
+        for name in ("eval_interval", "eval_batches", "log_interval"):
+            _int_at_least(name, getattr(self, name), 1)
+        _int_at_least("warmup_steps", self.warmup_steps, 0)
+        _int_at_least("seed", self.seed, 0)
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"warmup_steps must be <= max_steps={self.max_steps}, got {self.warmup_steps}"
+            )
+        _number("lr", self.lr, low=0.0, strict=True)
+        _number("min_lr", self.min_lr, low=0.0, strict=False)
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr must be <= lr={self.lr}, got {self.min_lr}")
+        _number("weight_decay", self.weight_decay, low=0.0, strict=False)
+        _number("eps", self.eps, low=0.0, strict=True)
+        if self.grad_clip is not None:
+            _number("grad_clip", self.grad_clip, low=0.0, strict=True)
+        betas = self.betas
+        if not (
+            isinstance(betas, tuple | list)
+            and len(betas) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in betas)
+            and all(0.0 <= b < 1.0 for b in betas)
+        ):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens one optimizer step trains on: ``grad_accum_steps * batch_size * block_size``."""
+        return self.grad_accum_steps * self.batch_size * self.block_size
+
+
+# ------------------------------------------------------------------------- schedule
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    r"""The learning rate of step ``step`` (counting from 0): linear warmup, then cosine
+    decay, as in GPT-3 (Chapter 7).
+
+    .. math::
+        \eta_s = \begin{cases}
+        \eta_{\max}\,\dfrac{s + 1}{W} & s < W, \\[4pt]
+        \eta_{\min} + \tfrac12(\eta_{\max} - \eta_{\min})
+        \Big(1 + \cos\big(\pi\,\tfrac{s - W}{S - W}\big)\Big) & W \le s < S, \\[4pt]
+        \eta_{\min} & s \ge S,
+        \end{cases}
+
+    so the first step already moves (:math:`\eta_0 = \eta_{\max}/W`), the peak is
+    :math:`\eta_W = \eta_{\max}`, and the curve reaches :math:`\eta_{\min}` at :math:`s = S`.
+    """
+    _int_at_least("step", step, 0)
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    W, S = cfg.warmup_steps, cfg.max_steps
+    if step < W:
+        return cfg.lr * (step + 1) / W
+    if step >= S:
+        return cfg.min_lr
+    progress = (step - W) / (S - W)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+# ------------------------------------------------------------------------ optimizer
+def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    r"""AdamW with weight decay on the matrices only, as in GPT-2 and nanoGPT (Chapter 7).
+
+    Parameters with ``ndim >= 2`` (linear weights, the embedding tables) are decayed,
+    :math:`\theta \leftarrow \theta - \eta\lambda\theta`; biases and norm gains (1-d) are
+    not, since shrinking them toward zero has no regularising meaning. A tied matrix
+    (:math:`W_U = E^\top`) is one parameter and is counted once. Group 0 is decayed,
+    group 1 is not.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    params = [p for p in model.parameters() if p.requires_grad]  # tied weights appear once
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps)
+
+
+# --------------------------------------------------------------------- one step
+def accumulate_gradients(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]]) -> float:
+    r"""Back-propagate the mean loss of ``k`` micro-batches and return it (Chapter 7).
+
+    Each micro-batch's loss is divided by :math:`k` before ``backward``, so the gradients
+    summed in ``.grad`` are those of :math:`\frac1k\sum_i L_i`: with equal-sized
+    micro-batches (and no ignored targets), exactly the gradient of one batch :math:`k`
+    times larger, at a :math:`k`-th of the activation memory. ``model(x, y)`` must return
+    ``(logits, loss)``; ``.grad`` is added to, not reset.
+    """
+    if len(batches) == 0:
+        raise ValueError("batches must hold at least one (x, y) micro-batch, got none")
+    k = len(batches)
+    total: Tensor | None = None
+    for x, y in batches:
+        _, loss = model(x, y)
+        (loss / k).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    assert total is not None
+    return float(total) / k
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    *,
+    lr: float,
+    grad_clip: float | None = None,
+) -> tuple[float, float]:
+    r"""One optimizer step on ``batches`` (Chapter 7): set :math:`\eta`, zero the gradients,
+    accumulate (:func:`accumulate_gradients`), clip the global norm to ``grad_clip``
+    (:math:`g \leftarrow g\min(1, c/\lVert g\rVert)`), step.
+
+    Returns the mean loss and the gradient norm :math:`\lVert g\rVert_2` *before* clipping.
+    Raises ``FloatingPointError`` if the loss is not finite (lower the learning rate).
+    """
+    _number("lr", lr, low=0.0, strict=False)
+    if grad_clip is not None:
+        _number("grad_clip", grad_clip, low=0.0, strict=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss = accumulate_gradients(model, batches)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the training loss is {loss}; try a smaller learning rate")
+    params = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip is not None:
+        norm = nn.utils.clip_grad_norm_(params, grad_clip)
+    else:
+        norm = nn.utils.get_total_norm([p.grad for p in params])  # type: ignore[misc]
+    optimizer.step()
+    return loss, float(norm)
+
+
+# ------------------------------------------------------------------------- history
+@dataclass
+class History:
+    """What :func:`train` measured, as plain lists that plot directly (Chapter 7).
+
+    ``steps[i]`` counts the optimizer steps done (1, 2, …); ``lrs``, ``train_losses``,
+    ``grad_norms`` (before clipping), ``tokens_seen`` (cumulative) and ``elapsed``
+    (cumulative seconds spent in training steps, evaluation and saving excluded) are
+    aligned with it. ``val_losses[j]`` was measured after ``val_steps[j]`` steps (0 is
+    the untrained model).
+    """
+
+    steps: list[int] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    train_losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    tokens_seen: list[int] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Training throughput: tokens trained on per second of training steps (0 if none)."""
+        if not self.elapsed or self.elapsed[-1] <= 0:
+            return 0.0
+        return self.tokens_seen[-1] / self.elapsed[-1]
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Mean wall-clock seconds of one optimizer step (0 if none)."""
+        return self.elapsed[-1] / len(self.elapsed) if self.elapsed else 0.0
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """The history as a dict of lists (what a checkpoint stores)."""
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        """Rebuild a history from :meth:`to_dict`; ``ValueError`` if fields are missing."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or set(d) != set(names):
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"a History dict needs exactly the keys {names}, got {got}")
+        return cls(**{k: list(d[k]) for k in names})
+
+
+# ----------------------------------------------------------------------- evaluation
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _check_tokens(name: str, data: object, block_size: int) -> np.ndarray:
+    if not isinstance(data, np.ndarray) or data.ndim != 1:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
+        raise ValueError(f"{name} must be a 1-d numpy array (or memmap) of token ids, got {what}")
+    if len(data) < block_size + 1:
+        raise ValueError(
+            f"{name} has {len(data)} tokens; block_size={block_size} needs at least "
+            f"{block_size + 1}"
+        )
+    return data
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: np.ndarray,
+    cfg: TrainConfig,
+    generator: torch.Generator | None = None,
+) -> float:
+    r"""Mean loss over ``cfg.eval_batches`` random batches of ``data`` (Chapter 7):
+    :math:`\hat L = \frac1{n}\sum_{j=1}^{n} L(x^{(j)}, y^{(j)})`.
+
+    Runs under ``torch.no_grad`` in eval mode (dropout off) and restores the model's mode.
+    Without ``generator``, a fresh one seeded with ``cfg.seed`` is used, so every call
+    scores the *same* batches and successive evaluations differ only by the model.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    _check_tokens("data", data, cfg.block_size)
+    if generator is None:
+        generator = torch.Generator().manual_seed(cfg.seed)
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for _ in range(cfg.eval_batches):
+            x, y = get_batch(
+                data, cfg.batch_size, cfg.block_size, generator=generator, device=device
+            )
+            total += model(x, y)[1].double()
+    finally:
+        model.train(was_training)
+    return float(total) / cfg.eval_batches
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _model_config(model: nn.Module) -> dict[str, Any] | None:
+    cfg = getattr(model, "config", None)
+    return asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else None
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    step: int,
+    history: History,
+    cfg: TrainConfig,
+    generator: torch.Generator | None,
+) -> Path:
+    """Write a training checkpoint with ``torch.save``, atomically (Chapter 7).
+
+    It holds plain data only (so :func:`load_checkpoint` can use ``weights_only=True``):
+    the model's and optimizer's state dicts, ``step``, the history and the train config
+    as dicts, the model's config (``dataclasses.asdict`` of ``model.config``), the batch
+    generator's state and torch's CPU (and CUDA) random states. The file is written to a
+    temporary name and renamed, so an interrupted save never leaves half a checkpoint.
+    ``optimizer`` and ``generator`` may be ``None`` for a weights-only checkpoint.
+    """
+    _int_at_least("step", step, 0)
+    if not isinstance(history, History):
+        raise ValueError(f"history must be a History, got {type(history).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    path = Path(path)
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "step": int(step),
+        "model": model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "history": history.to_dict(),
+        "train_config": asdict(cfg),
+        "model_config": _model_config(model),
+        "generator_state": None if generator is None else generator.get_state(),
+        "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_states": cuda_states,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint of :func:`save_checkpoint` into ``model`` (and ``optimizer``)
+    (Chapter 7) and return its contents, with ``"history"`` as a :class:`History`.
+
+    Reads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs). Raises
+    ``ValueError`` naming the path when the file is missing or unreadable, and before
+    touching the model when it was saved from another model config or parameter shapes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint path {str(path)!r} is not a file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds on a damaged file
+        raise ValueError(f"checkpoint {str(path)!r} is not readable: {err}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not an llmbook checkpoint ({CHECKPOINT_FORMAT!r})")
+    ours, theirs = _model_config(model), ckpt["model_config"]
+    if ours is not None and theirs is not None and ours != theirs:
+        keys = sorted(ours.keys() | theirs.keys())
+        diff = {k: (theirs.get(k), ours.get(k)) for k in keys if ours.get(k) != theirs.get(k)}
+        raise ValueError(
+            f"checkpoint {str(path)!r} is for another model config; (saved, this model): {diff}"
+        )
+    own, saved = model.state_dict(), ckpt["model"]
+    if set(own) != set(saved):
+        raise ValueError(
+            f"checkpoint {str(path)!r} has other parameters: missing "
+            f"{sorted(set(own) - set(saved))}, unexpected {sorted(set(saved) - set(own))}"
+        )
+    for k, v in saved.items():
+        if own[k].shape != v.shape:
+            raise ValueError(
+                f"checkpoint {str(path)!r}: {k} has shape {tuple(v.shape)}, the model's is "
+                f"{tuple(own[k].shape)}"
+            )
+    model.load_state_dict(saved)
+    if optimizer is not None:
+        if ckpt["optimizer"] is None:
+            raise ValueError(f"checkpoint {str(path)!r} holds no optimizer state")
+        optimizer.load_state_dict(ckpt["optimizer"])
+    ckpt["history"] = History.from_dict(ckpt["history"])
+    return ckpt
+
+
+def _restore_random_state(ckpt: dict[str, Any], generator: torch.Generator) -> None:
+    if ckpt["generator_state"] is None:
+        raise ValueError("the checkpoint holds no batch-generator state; it cannot be resumed")
+    generator.set_state(ckpt["generator_state"])
+    torch.set_rng_state(ckpt["torch_rng_state"])
+    if ckpt["cuda_rng_states"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng_states"])
+
+
+def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    saved_cfg = asdict(TrainConfig(**saved))
+    diff = [k for k, v in asdict(cfg).items() if v != saved_cfg[k] and k not in RESUMABLE_CHANGES]
+    if diff:
+        pairs = {k: (saved_cfg[k], getattr(cfg, k)) for k in diff}
+        raise ValueError(
+            f"cannot resume {str(path)!r} with a different cfg (saved, given): {pairs}; "
+            f"only {RESUMABLE_CHANGES} may change"
+        )
+
+
+# ---------------------------------------------------------------------------- train
+def _tqdm() -> Any:
+    """tqdm.auto's bar (a widget in Jupyter) when ipywidgets is installed, else the text bar.
+
+    Without ipywidgets, ``tqdm.auto`` falls back to the text bar but warns on stderr, which
+    would break the notebooks' output comparison; choosing here avoids the warning.
+    """
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm
+
+
+def train(
+    model: nn.Module,
+    train_data: np.ndarray,
+    val_data: np.ndarray | None,
+    cfg: TrainConfig,
+    *,
+    device: torch.device | str | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, History], bool | None] | None = None,
+) -> History:
+    r"""Train ``model`` on next-token prediction over ``train_data`` (Chapter 7).
+
+    ``model(x, y)`` must return ``(logits, loss)`` (:class:`llmbook.gpt.GPT` does). Each
+    step is :func:`train_step` with :func:`lr_at`'s learning rate on
+    ``cfg.grad_accum_steps`` micro-batches from :func:`llmbook.data.get_batch`; the
+    batches come from a ``torch.Generator`` seeded with ``cfg.seed``. Every
+    ``cfg.eval_interval`` steps, at step 0 and at ``cfg.max_steps``, :func:`evaluate` scores
+    ``val_data`` (``None``: no evaluation) and, given ``checkpoint_path``, a checkpoint is
+    saved; one is saved at the end too.
+
+    Args:
+        device: where to train; ``None`` keeps the model where it is.
+        checkpoint_path: where :func:`save_checkpoint` writes.
+        resume: continue from ``checkpoint_path`` (which must exist): weights, optimizer,
+            step, history and random states are restored, so the run continues exactly.
+            The configs must agree except in :data:`RESUMABLE_CHANGES`.
+        progress: show a tqdm bar (``TQDM_DISABLE=1`` in the environment also hides it).
+        callback: called as ``callback(step, history)`` after each step (``step`` = steps
+            done); returning ``True`` stops training after saving a checkpoint (no extra
+            evaluation), e.g. to split a run in two.
+
+    Returns:
+        The :class:`History` of the whole run (including the resumed part).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    context = getattr(getattr(model, "config", None), "block_size", None)
+    if isinstance(context, int) and cfg.block_size > context:
+        raise ValueError(
+            f"cfg.block_size={cfg.block_size} exceeds the model's context length {context}"
+        )
+    _check_tokens("train_data", train_data, cfg.block_size)
+    if val_data is not None:
+        _check_tokens("val_data", val_data, cfg.block_size)
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path to resume from")
+    path = None if checkpoint_path is None else Path(checkpoint_path)
+    if device is not None:
+        model.to(device)
+    device = _device_of(model)
+
+    optimizer = configure_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history, step = History(), 0
+    if resume:
+        assert path is not None
+        ckpt = load_checkpoint(path, model, optimizer)
+        _check_resumable(ckpt["train_config"], cfg, path)
+        _restore_random_state(ckpt, generator)
+        history, step = ckpt["history"], ckpt["step"]
+
+    def save() -> None:
+        if path is not None:
+            save_checkpoint(path, model, optimizer, step, history, cfg, generator)
+
+    def validate() -> None:
+        if val_data is not None:
+            history.val_steps.append(step)
+            history.val_losses.append(evaluate(model, val_data, cfg))
+
+    model.train()
+    if step == 0 and not history.val_steps:
+        validate()
+    # disable only when asked: an explicit disable=False would override TQDM_DISABLE=1
+    hide = {} if progress else {"disable": True}
+    bar = _tqdm()(total=cfg.max_steps, initial=step, desc="training", unit="step", **hide)
+    try:
+        while step < cfg.max_steps:
+            t0 = time.perf_counter()
+            batches = [
+                get_batch(
+                    train_data, cfg.batch_size, cfg.block_size, generator=generator, device=device
+                )
+                for _ in range(cfg.grad_accum_steps)
+            ]
+            lr = lr_at(step, cfg)
+            loss, norm = train_step(model, optimizer, batches, lr=lr, grad_clip=cfg.grad_clip)
+            step += 1
+            dt = time.perf_counter() - t0
+            history.steps.append(step)
+            history.lrs.append(lr)
+            history.train_losses.append(loss)
+            history.grad_norms.append(norm)
+            history.tokens_seen.append(
+                (history.tokens_seen[-1] if history.tokens_seen else 0) + cfg.tokens_per_step
+            )
+            history.elapsed.append((history.elapsed[-1] if history.elapsed else 0.0) + dt)
+            bar.update(1)
+            evaluated = step % cfg.eval_interval == 0 or step == cfg.max_steps
+            if evaluated:
+                validate()
+            if step % cfg.log_interval == 0 or step == cfg.max_steps:
+                shown = {"loss": f"{loss:.3f}"}
+                if history.val_losses:
+                    shown["val"] = f"{history.val_losses[-1]:.3f}"
+                bar.set_postfix(shown, refresh=False)
+            if callback is not None and callback(step, history):
+                break  # saved below
+            if evaluated and step < cfg.max_steps:
+                save()
+    finally:
+        bar.close()
+    save()
+    return history
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUMABLE_CHANGES",
+    "History",
+    "TrainConfig",
+    "accumulate_gradients",
+    "configure_optimizer",
+    "evaluate",
+    "load_checkpoint",
+    "lr_at",
+    "save_checkpoint",
+    "train",
+    "train_step",
+]

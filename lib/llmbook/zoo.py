@@ -1,0 +1,551 @@
+r"""The model zoo: small models trained once, cached on disk, loaded by name (Chapter 7).
+
+A :class:`Recipe` fixes everything a model depends on: the corpus splits, the tokenizer,
+the :class:`~llmbook.gpt.GPTConfig` and the :class:`~llmbook.train.TrainConfig` (whose seed
+also seeds the initialisation). :func:`load` trains a recipe on first use with
+:func:`llmbook.train.train` and caches the result, so later chapters reuse one trained
+model instead of training it again.
+
+**Cache layout.** Under :func:`cache_dir` (``$LLMBOOK_CACHE``, else ``~/.cache/llmbook``)::
+
+    data/<data key>/        tokenizer.bpe, train.bin, val.bin, data.json  (prepare_data)
+    zoo/<name>-<key>/       checkpoint.pt, tokenizer.bpe, manifest.json     (load)
+
+A key is the first 16 hex digits of the SHA-256 of the canonical JSON of the recipe (for
+``data/``, of its data fields) and the llmbook version, so changing either gives a new
+folder. Each folder is built under a temporary name and renamed into place, so an
+interrupted run never leaves half an entry. Its JSON manifest records the recipe, the key,
+the version and the SHA-256 of every file; :func:`load` checks them all, and an entry that
+is corrupt (a hash differs, a file is unreadable) or stale (key, version or recipe differ)
+is reported with a warning and rebuilt, never used.
+
+**Scoring text.** :func:`evaluate_text` scores every token of a text exactly once, in
+non-overlapping windows, so models with different tokenizers are compared in bits per
+character (Chapter 1's :func:`llmbook.information.bits_per_character`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmbook import __version__
+from llmbook._env import get_device
+from llmbook.corpus import SPLITS, shakespeare
+from llmbook.data import open_tokens, write_tokens
+from llmbook.gpt import GPT, GPTConfig
+from llmbook.information import bits_per_byte, bits_per_character
+from llmbook.tokenizer import BPETokenizer
+from llmbook.train import History, TrainConfig, load_checkpoint, save_checkpoint, train
+
+#: How a recipe turns text into ids: learned byte-level BPE, or raw UTF-8 bytes (V = 256).
+TOKENIZERS: tuple[str, ...] = ("bpe", "bytes")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_MODEL_FIELDS = frozenset(f.name for f in fields(GPTConfig)) - {"vocab_size"}
+_TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
+
+
+# --------------------------------------------------------------------------- recipes
+@dataclass(frozen=True)
+class Recipe:
+    """A named, deterministic way to build and train a zoo model (Chapter 7).
+
+    Attributes:
+        name: the model's name (lower-case letters, digits, ``.``, ``_``, ``-``).
+        description: one line for the zoo's table.
+        model: :class:`~llmbook.gpt.GPTConfig` fields, except ``vocab_size`` (the
+            tokenizer's).
+        train: :class:`~llmbook.train.TrainConfig` fields; ``block_size`` defaults to the
+            model's.
+        tokenizer: ``"bpe"`` (trained on the training text) or ``"bytes"``.
+        vocab_size: the BPE vocabulary size (``None`` for ``"bytes"``).
+        train_split, val_split: the :func:`llmbook.corpus.shakespeare` splits.
+        max_train_chars, max_val_chars: keep only the first this-many characters of each
+            split (``None``: all), for quick recipes.
+    """
+
+    name: str
+    description: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    tokenizer: str = "bpe"
+    vocab_size: int | None = 1024
+    train_split: str = "train"
+    val_split: str = "validation"
+    max_train_chars: int | None = None
+    max_val_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                f"name must be lower-case letters, digits, '.', '_' or '-', got {self.name!r}"
+            )
+        if not isinstance(self.description, str):
+            raise ValueError(f"description must be a str, got {type(self.description).__name__}")
+        for attr, allowed in (("model", _MODEL_FIELDS), ("train", _TRAIN_FIELDS)):
+            value = getattr(self, attr)
+            if not isinstance(value, dict):
+                raise ValueError(f"{attr} must be a dict of fields, got {type(value).__name__}")
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                raise ValueError(f"{attr} has unknown fields {unknown}; allowed: {sorted(allowed)}")
+            object.__setattr__(self, attr, dict(value))  # a private copy
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if self.tokenizer == "bytes" and self.vocab_size not in (None, 256):
+            raise ValueError(
+                f"vocab_size must be None (or 256) for tokenizer='bytes', got {self.vocab_size!r}"
+            )
+        if self.tokenizer == "bpe" and not (
+            isinstance(self.vocab_size, int)
+            and not isinstance(self.vocab_size, bool)
+            and 256 <= self.vocab_size <= 2**32
+        ):
+            raise ValueError(
+                f"vocab_size must be an integer >= 256 for BPE, got {self.vocab_size!r}"
+            )
+        for attr in ("train_split", "val_split"):
+            if getattr(self, attr) not in SPLITS:
+                raise ValueError(f"{attr} must be one of {SPLITS}, got {getattr(self, attr)!r}")
+        for attr in ("max_train_chars", "max_val_chars"):
+            n = getattr(self, attr)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise ValueError(f"{attr} must be None or a positive integer, got {n!r}")
+        mcfg, tcfg = self.model_config(), self.train_config()  # validate both
+        if tcfg.block_size > mcfg.block_size:
+            raise ValueError(
+                f"train block_size={tcfg.block_size} exceeds the model's {mcfg.block_size}"
+            )
+
+    @property
+    def model_vocab_size(self) -> int:
+        """The model's vocabulary size :math:`V` (the BPE vocabulary size, or 256 for bytes)."""
+        return 256 if self.tokenizer == "bytes" else int(self.vocab_size)  # type: ignore[arg-type]
+
+    def model_config(self) -> GPTConfig:
+        """The recipe's :class:`~llmbook.gpt.GPTConfig` (Chapter 7)."""
+        return GPTConfig(vocab_size=self.model_vocab_size, **self.model)
+
+    def train_config(self) -> TrainConfig:
+        """The recipe's :class:`~llmbook.train.TrainConfig` (Chapter 7)."""
+        block = self.model.get("block_size", GPTConfig.block_size)
+        return TrainConfig(**{"block_size": block, **self.train})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as JSON-ready data (tuples become lists), as the manifest stores it."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def data_spec(self) -> dict[str, Any]:
+        """The fields that decide the tokenizer and the token files (Chapter 7)."""
+        names = ("tokenizer", "vocab_size", "train_split", "val_split", "max_train_chars",
+                 "max_val_chars")  # fmt: skip
+        return {k: getattr(self, k) for k in names}
+
+
+#: The zoo. Hyperparameters are placeholders until the chapter that uses each model.
+RECIPES: dict[str, Recipe] = {
+    "shakespeare-bpe-tiny": Recipe(
+        name="shakespeare-bpe-tiny",
+        description="4-layer, 128-wide GPT on Shakespeare's training plays, BPE V=1024",
+        model=dict(
+            block_size=128,
+            n_layer=4,
+            n_head=4,
+            d_model=128,
+            bias=False,
+            dropout=0.0,
+            attn_implementation="fused",
+        ),
+        train=dict(
+            max_steps=200,
+            batch_size=16,
+            lr=3e-3,
+            min_lr=3e-4,
+            warmup_steps=20,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            eval_interval=50,
+            eval_batches=8,
+            seed=0,
+        ),
+        tokenizer="bpe",
+        vocab_size=1024,
+    ),
+}
+
+
+def get_recipe(name_or_recipe: str | Recipe) -> Recipe:
+    """A :class:`Recipe` by name from :data:`RECIPES`, or the recipe itself (Chapter 7)."""
+    if isinstance(name_or_recipe, Recipe):
+        return name_or_recipe
+    if isinstance(name_or_recipe, str) and name_or_recipe in RECIPES:
+        return RECIPES[name_or_recipe]
+    raise ValueError(
+        f"name_or_recipe must be a Recipe or one of the known names {sorted(RECIPES)}, "
+        f"got {name_or_recipe!r}"
+    )
+
+
+# ----------------------------------------------------------------------------- cache
+def cache_dir() -> Path:
+    """The zoo's cache folder: ``$LLMBOOK_CACHE`` if set, else ``~/.cache/llmbook`` (Chapter 7).
+
+    Nothing is created until :func:`load` or :func:`prepare_data` writes there.
+    """
+    env = os.environ.get("LLMBOOK_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmbook"
+
+
+def _key(payload: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {**payload, "llmbook": __version__}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def recipe_key(recipe: Recipe) -> str:
+    """First 16 hex digits of SHA-256 over the canonical JSON of the recipe and the llmbook
+    version: the name of its cache entry, ``zoo/<name>-<key>`` (Chapter 7)."""
+    return _key({"recipe": get_recipe(recipe).to_dict()})
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _BadEntry(Exception):
+    """A cache folder that must not be used; the message says why."""
+
+
+def _check_folder(folder: Path, manifest_name: str, expected: dict[str, Any]) -> dict[str, Any]:
+    """Read a folder's manifest and check its fields and file hashes, or raise _BadEntry."""
+    try:
+        manifest = json.loads((folder / manifest_name).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise _BadEntry(f"corrupt (unreadable {manifest_name}: {err})") from None
+    for k, v in expected.items():
+        if manifest.get(k) != v:
+            raise _BadEntry(f"stale ({k} is {manifest.get(k)!r}, expected {v!r})")
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file() or _sha256(path) != digest:
+            raise _BadEntry(f"corrupt ({name} is missing or its SHA-256 differs)")
+    return manifest
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Move a finished temporary folder into place (replacing a bad one) in one rename."""
+    tmp.chmod(0o755)  # mkdtemp makes it private (0700); an entry is an ordinary folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process published the same entry meanwhile: keep theirs
+        if not folder.is_dir():
+            raise
+
+
+# ------------------------------------------------------------------------------ data
+def _text(split: str, max_chars: int | None) -> str:
+    text = shakespeare(split)
+    return text if max_chars is None else text[:max_chars]
+
+
+def prepare_data(recipe: Recipe | str, cache_dir: str | Path) -> tuple[BPETokenizer, Path, Path]:
+    """The tokenizer and the token files of a recipe, built once and cached (Chapter 7).
+
+    Trains a :class:`~llmbook.tokenizer.BPETokenizer` on the training split (or uses raw
+    bytes: a tokenizer with no merges), encodes the training and validation splits and
+    writes them with :func:`llmbook.data.write_tokens` to ``cache_dir/data/<key>/``
+    (``uint16``, or ``uint32`` past 65,536 ids). Reuses that folder when its manifest and
+    hashes check out; a bad one is reported (warning) and rebuilt. Returns
+    ``(tokenizer, train_tokens_path, val_tokens_path)``; open the files with
+    ``open_tokens(path, token_dtype(tokenizer))``.
+    """
+    recipe = get_recipe(recipe)
+    spec = recipe.data_spec()
+    key = _key({"data": spec})
+    folder = Path(cache_dir) / "data" / key
+    expected = {"spec": spec, "key": key, "version": __version__}
+    if folder.exists():
+        try:
+            _check_folder(folder, "data.json", expected)
+            tokenizer = BPETokenizer.load(folder / "tokenizer.bpe")
+            return tokenizer, folder / "train.bin", folder / "val.bin"
+        except (_BadEntry, ValueError) as err:
+            warnings.warn(f"data cache {folder} is {err}; rebuilding it", stacklevel=2)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+    try:
+        train_text = _text(recipe.train_split, recipe.max_train_chars)
+        if recipe.tokenizer == "bpe":
+            tokenizer = BPETokenizer.train(train_text, recipe.model_vocab_size)
+        else:
+            tokenizer = BPETokenizer()
+        tokenizer.save(tmp / "tokenizer.bpe")
+        dtype = token_dtype(tokenizer)
+        for name, text in (
+            ("train.bin", train_text),
+            ("val.bin", _text(recipe.val_split, recipe.max_val_chars)),
+        ):
+            write_tokens(np.asarray(tokenizer.encode_ordinary(text)), tmp / name, dtype)
+        names = ("tokenizer.bpe", "train.bin", "val.bin")
+        manifest = {**expected, "files": {n: _sha256(tmp / n) for n in names}}
+        (tmp / "data.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        _publish(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer, folder / "train.bin", folder / "val.bin"
+
+
+def token_dtype(tokenizer: BPETokenizer) -> str:
+    """The dtype of ``tokenizer``'s token files (Chapter 7): ``"uint16"`` up to 65,536 ids."""
+    return "uint16" if tokenizer.vocab_size <= 2**16 else "uint32"
+
+
+# ---------------------------------------------------------------------- scoring text
+@dataclass(frozen=True)
+class TextScore:
+    r"""The code length of a text under a model (Chapter 7), see :func:`evaluate_text`.
+
+    Attributes:
+        nats: total :math:`-\sum_t \ln p(x_t \mid \text{context})` over scored tokens.
+        tokens: the number of tokens scored (all but the first).
+        characters: the number of characters scored (see :func:`evaluate_text`).
+        bytes: the number of UTF-8 bytes scored (the first token's excluded).
+    """
+
+    nats: float
+    tokens: int
+    characters: int
+    bytes: int
+
+    @property
+    def nats_per_token(self) -> float:
+        """The mean loss per scored token, in nats."""
+        return self.nats / self.tokens
+
+    @property
+    def bits_per_character(self) -> float:
+        r"""Bits per character, :math:`\text{nats} / (\ln 2 \cdot \text{characters})`, comparable
+        across tokenizers."""
+        return float(bits_per_character(self.nats_per_token, self.tokens, self.characters))
+
+    @property
+    def bits_per_byte(self) -> float:
+        r"""Bits per UTF-8 byte, :math:`\text{nats} / (\ln 2 \cdot \text{bytes})`."""
+        return float(bits_per_byte(self.nats_per_token, self.tokens, self.bytes))
+
+
+@torch.no_grad()
+def evaluate_text(
+    model: nn.Module,
+    tokenizer: BPETokenizer,
+    text: str,
+    block_size: int | None = None,
+    *,
+    batch_size: int = 16,
+) -> TextScore:
+    r"""Score every token of ``text`` once under ``model`` (Chapter 7).
+
+    With ids :math:`x_0, \dots, x_{n-1}` (``tokenizer.encode_ordinary``) and windows of
+    :math:`T` = ``block_size`` (default: the model's context), token :math:`x_t`,
+    :math:`t \ge 1`, is predicted from its window's earlier tokens,
+    :math:`x_{s}, \dots, x_{t-1}` with :math:`s = T\lfloor (t-1)/T \rfloor`: the windows do
+    not overlap, so each token is scored exactly once (early tokens of a window see little
+    context). The first token has no context and is not scored, and neither are the
+    characters it holds: a character counts as scored when its last byte is in a scored
+    token. Then bits per character :math:`= \text{nats} / (\ln 2 \cdot \text{characters})`.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    ids = tokenizer.encode_ordinary(text)
+    if len(ids) < 2:
+        raise ValueError(f"text must encode to at least 2 tokens to score one, got {len(ids)}")
+    context = getattr(getattr(model, "config", None), "block_size", None)
+    T = context if block_size is None else block_size
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1 or (context and T > context):
+        raise ValueError(f"block_size must be an integer in [1, {context}], got {block_size!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    p = next(model.parameters())
+    seq = torch.tensor(ids, dtype=torch.long, device=p.device)
+    n, nats = len(ids) - 1, torch.zeros((), dtype=torch.float64, device=p.device)
+    full = n // T
+    x_full, y_full = seq[: full * T].view(full, T), seq[1 : full * T + 1].view(full, T)
+    pieces = [
+        (x_full[i : i + batch_size], y_full[i : i + batch_size]) for i in range(0, full, batch_size)
+    ]
+    if n > full * T:
+        pieces.append((seq[full * T : n][None], seq[full * T + 1 :][None]))
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in pieces:
+            logits = model(x)[0]
+            nats += F.cross_entropy(logits.flatten(0, 1).double(), y.flatten(), reduction="sum")
+    finally:
+        model.train(was_training)
+    first = tokenizer.decode_bytes(ids[:1])
+    n_bytes = len(text.encode("utf-8"))
+    chars = len(text) - len(first.decode("utf-8", errors="ignore"))
+    return TextScore(float(nats), n, chars, n_bytes - len(first))
+
+
+# ------------------------------------------------------------------------------- load
+@dataclass
+class ZooModel:
+    """A trained zoo model and what was measured when it was trained (Chapter 7).
+
+    Attributes:
+        model: the :class:`~llmbook.gpt.GPT`, in eval mode.
+        tokenizer: its tokenizer.
+        recipe: the recipe it was built from.
+        history: the training :class:`~llmbook.train.History`.
+        metrics: final ``val_loss`` (nats/token, random batches), exact ``val_bpc``,
+            ``val_nats_per_token`` and ``val_bits_per_byte`` (:func:`evaluate_text` over
+            the validation text), ``train_loss``, ``tokens_per_second``,
+            ``seconds_per_step``, ``train_seconds``, ``n_parameters``, ``device``.
+        path: the cache entry's folder.
+        from_cache: True when loaded from the cache, False when trained by this call.
+    """
+
+    model: GPT
+    tokenizer: BPETokenizer
+    recipe: Recipe
+    history: History
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path = Path()
+    from_cache: bool = False
+
+
+def _fork_rng_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _build(
+    recipe: Recipe, entry: Path, root: Path, device: torch.device, progress: bool
+) -> ZooModel:
+    tokenizer, train_path, val_path = prepare_data(recipe, root)
+    dtype = token_dtype(tokenizer)
+    mcfg, tcfg = recipe.model_config(), recipe.train_config()
+    with torch.random.fork_rng(devices=_fork_rng_devices(device)):
+        torch.manual_seed(tcfg.seed)  # the initialisation is part of the recipe
+        model = GPT(mcfg).to(device)
+        history = train(
+            model,
+            open_tokens(train_path, dtype),
+            open_tokens(val_path, dtype),
+            tcfg,
+            progress=progress,
+        )
+    model.eval()
+    score = evaluate_text(model, tokenizer, _text(recipe.val_split, recipe.max_val_chars))
+    metrics = {
+        "val_loss": history.val_losses[-1],
+        "val_bpc": score.bits_per_character,
+        "val_nats_per_token": score.nats_per_token,
+        "val_bits_per_byte": score.bits_per_byte,
+        "train_loss": history.train_losses[-1],
+        "tokens_per_second": history.tokens_per_second,
+        "seconds_per_step": history.seconds_per_step,
+        "train_seconds": history.elapsed[-1],
+        "n_parameters": model.num_parameters(),
+        "device": str(device),
+    }
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        save_checkpoint(tmp / "checkpoint.pt", model, None, tcfg.max_steps, history, tcfg, None)
+        tokenizer.save(tmp / "tokenizer.bpe")
+        manifest = {
+            "recipe": recipe.to_dict(),
+            "key": recipe_key(recipe),
+            "version": __version__,
+            "metrics": metrics,
+            "files": {n: _sha256(tmp / n) for n in ("checkpoint.pt", "tokenizer.bpe")},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        _publish(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ZooModel(model, tokenizer, recipe, history, metrics, entry, from_cache=False)
+
+
+def _load_entry(recipe: Recipe, entry: Path, device: torch.device) -> ZooModel:
+    expected = {"recipe": recipe.to_dict(), "key": recipe_key(recipe), "version": __version__}
+    manifest = _check_folder(entry, "manifest.json", expected)
+    try:
+        tokenizer = BPETokenizer.load(entry / "tokenizer.bpe")
+        model = GPT(recipe.model_config())
+        ckpt = load_checkpoint(entry / "checkpoint.pt", model)
+    except ValueError as err:
+        raise _BadEntry(f"corrupt ({err})") from None
+    model.to(device).eval()
+    return ZooModel(model, tokenizer, recipe, ckpt["history"], manifest["metrics"], entry, True)
+
+
+def load(
+    name_or_recipe: str | Recipe,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    retrain: bool = False,
+) -> ZooModel:
+    """A zoo model by name (or :class:`Recipe`): from the cache, or trained now (Chapter 7).
+
+    The entry ``zoo/<name>-<key>`` under :func:`cache_dir` is used when its manifest's
+    key, version and recipe match and the hashes of its files check out; otherwise (or
+    with ``retrain=True``) the recipe is trained with :func:`llmbook.train.train` on
+    ``device`` (default :func:`llmbook.get_device`) and the entry written atomically.
+    A corrupt or stale entry is reported with a warning and rebuilt. Training runs under
+    ``torch.random.fork_rng``, so the global random state is left as it was.
+    """
+    recipe = get_recipe(name_or_recipe)
+    device = get_device() if device is None else torch.device(device)
+    root = cache_dir()
+    entry = root / "zoo" / f"{recipe.name}-{recipe_key(recipe)}"
+    if entry.exists() and not retrain:
+        try:
+            return _load_entry(recipe, entry, device)
+        except _BadEntry as err:
+            warnings.warn(f"model zoo entry {entry} is {err}; retraining it", stacklevel=2)
+    return _build(recipe, entry, root, device, progress)
+
+
+__all__ = [
+    "RECIPES",
+    "TOKENIZERS",
+    "Recipe",
+    "TextScore",
+    "ZooModel",
+    "cache_dir",
+    "evaluate_text",
+    "get_recipe",
+    "load",
+    "prepare_data",
+    "recipe_key",
+    "token_dtype",
+]

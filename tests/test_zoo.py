@@ -1,0 +1,298 @@
+"""Tests of llmbook.zoo: recipes, the on-disk cache (hit, corrupt, stale, atomic) and
+exact text scoring.
+
+Every test runs with ``LLMBOOK_CACHE`` pointing into pytest's ``tmp_path`` (an autouse
+fixture), so the real ``~/.cache`` is never touched. The recipe trained here is tiny
+(30,000 training characters, V = 300, one 16-wide layer, 4 steps): it tests the machinery,
+not the model. Tolerances: the cache returns the stored float32 weights bit for bit
+(torch.equal); CPU training is deterministic, so a retrained entry equals the first one
+bit for bit too; text scores are compared in float64 at 1e-10 (sums of ~50 terms).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import llmbook.zoo as zoo
+from llmbook.corpus import shakespeare
+from llmbook.data import open_tokens
+from llmbook.gpt import GPT, GPTConfig
+from llmbook.tokenizer import BPETokenizer
+from llmbook.zoo import (
+    RECIPES,
+    Recipe,
+    cache_dir,
+    evaluate_text,
+    get_recipe,
+    load,
+    prepare_data,
+    recipe_key,
+    token_dtype,
+)
+
+TINY = Recipe(
+    name="test-tiny",
+    description="a tiny recipe for the tests",
+    model=dict(block_size=32, n_layer=1, n_head=2, d_model=16),
+    train=dict(max_steps=4, batch_size=4, warmup_steps=1, eval_interval=2, eval_batches=2),
+    tokenizer="bpe",
+    vocab_size=300,
+    max_train_chars=30_000,
+    max_val_chars=3_000,
+)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("LLMBOOK_CACHE", str(root))
+    yield root
+    assert cache_dir() == root, "a test undid LLMBOOK_CACHE and may have used the real cache"
+
+
+def entry_of(recipe=TINY) -> Path:
+    return cache_dir() / "zoo" / f"{recipe.name}-{recipe_key(recipe)}"
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------- cache
+def test_first_load_trains_then_the_cache_is_used(cache):
+    first = load(TINY, device="cpu", progress=False)
+    assert not first.from_cache and first.path == entry_of()
+    assert first.path.parent.parent == cache  # LLMBOOK_CACHE is honoured
+    assert sorted(p.name for p in first.path.iterdir()) == [
+        "checkpoint.pt", "manifest.json", "tokenizer.bpe"]  # fmt: skip
+    assert sorted(p.name for p in first.path.parent.iterdir()) == [first.path.name]  # no temp
+    assert not first.model.training and first.tokenizer.vocab_size == 300
+    assert first.history.steps == [1, 2, 3, 4] and first.history.val_steps == [0, 2, 4]
+    m = first.metrics
+    assert m["val_loss"] == first.history.val_losses[-1] and m["n_parameters"] > 0
+    assert 0 < m["val_bpc"] < 12 and m["tokens_per_second"] > 0
+
+    second = load(TINY, device="cpu", progress=False)
+    assert second.from_cache
+    assert same_weights(first.model, second.model) and not second.model.training
+    assert second.history == first.history and second.metrics == first.metrics
+    assert second.tokenizer.merges == first.tokenizer.merges
+
+
+def test_corrupt_checkpoint_is_detected_and_retrained():
+    first = load(TINY, device="cpu", progress=False)
+    ckpt = first.path / "checkpoint.pt"
+    raw = bytearray(ckpt.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte, in the middle of the weights
+    ckpt.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = load(TINY, device="cpu", progress=False)
+    assert not again.from_cache
+    assert same_weights(first.model, again.model)  # CPU training is deterministic
+    assert load(TINY, device="cpu", progress=False).from_cache  # the entry is good again
+
+
+@pytest.mark.parametrize("damage", ["garbage manifest", "missing tokenizer"])
+def test_unreadable_entry_is_retrained(damage):
+    entry = load(TINY, device="cpu", progress=False).path
+    if damage == "garbage manifest":
+        (entry / "manifest.json").write_text("{not json", encoding="utf-8")
+    else:
+        (entry / "tokenizer.bpe").unlink()
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert not load(TINY, device="cpu", progress=False).from_cache
+
+
+@pytest.mark.parametrize("field, value", [("key", "0123456789abcdef"), ("version", "0.0.1")])
+def test_stale_manifest_is_retrained(field, value):
+    entry = load(TINY, device="cpu", progress=False).path
+    manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+    manifest[field] = value
+    (entry / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.warns(UserWarning, match=f"stale.*{field}"):
+        assert not load(TINY, device="cpu", progress=False).from_cache
+    assert load(TINY, device="cpu", progress=False).from_cache
+
+
+def test_retrain_ignores_a_good_entry(recwarn):
+    load(TINY, device="cpu", progress=False)
+    assert not load(TINY, device="cpu", progress=False, retrain=True).from_cache
+    assert not [w for w in recwarn if "zoo" in str(w.message)]
+
+
+def test_interrupted_build_leaves_no_entry(monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # undoes only this patch, not the cache fixture's
+        patch.setattr(zoo, "save_checkpoint", boom)
+        with pytest.raises(KeyboardInterrupt):
+            load(TINY, device="cpu", progress=False)
+    assert list((cache_dir() / "zoo").iterdir()) == []  # neither an entry nor a temp folder
+    assert not load(TINY, device="cpu", progress=False).from_cache
+
+
+def test_cache_dir_default(monkeypatch, tmp_path):
+    assert cache_dir() == tmp_path / "cache"
+    with monkeypatch.context() as patch:
+        patch.delenv("LLMBOOK_CACHE")
+        assert cache_dir() == Path.home() / ".cache" / "llmbook"  # computed, not created
+
+
+# --------------------------------------------------------------------------- recipes
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="shakespeare-bpe-tiny"):
+        load("no-such-model", device="cpu")
+    with pytest.raises(ValueError, match="name_or_recipe"):
+        get_recipe(3)
+    assert get_recipe("shakespeare-bpe-tiny") is RECIPES["shakespeare-bpe-tiny"]
+
+
+def test_default_recipe_is_valid():
+    r = RECIPES["shakespeare-bpe-tiny"]
+    mcfg, tcfg = r.model_config(), r.train_config()
+    assert (mcfg.vocab_size, mcfg.d_model, mcfg.n_layer, mcfg.n_head) == (1024, 128, 4, 4)
+    assert (mcfg.block_size, tcfg.block_size, mcfg.bias) == (128, 128, False)
+    assert mcfg.attn_implementation == "fused" and tcfg.max_steps == 200
+    assert r.name == "shakespeare-bpe-tiny"
+
+
+def test_recipe_key():
+    key = recipe_key(TINY)
+    assert len(key) == 16 and int(key, 16) >= 0
+    assert recipe_key(Recipe(**{**TINY.__dict__})) == key  # equal recipes, equal keys
+    other = Recipe(**{**TINY.__dict__, "train": {**TINY.train, "max_steps": 5}})
+    assert recipe_key(other) != key
+
+
+def test_recipe_key_depends_on_the_version(monkeypatch):
+    key = recipe_key(TINY)
+    monkeypatch.setattr(zoo, "__version__", "99.0")
+    assert recipe_key(TINY) != key
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [({"name": "Bad Name"}, "name"), ({"model": {"width": 3}}, "model"),
+     ({"train": {"steps": 3}}, "train"), ({"tokenizer": "words"}, "tokenizer"),
+     ({"tokenizer": "bytes"}, "vocab_size"), ({"vocab_size": 100}, "vocab_size"),
+     ({"train_split": "dev"}, "train_split"), ({"max_train_chars": 0}, "max_train_chars"),
+     ({"train": {"block_size": 64}}, "block_size"), ({"model": {"d_model": 15}}, "d_model")],
+)  # fmt: skip
+def test_recipe_rejects_bad_fields(change, match):
+    with pytest.raises(ValueError, match=match):
+        Recipe(**{**TINY.__dict__, **change})
+
+
+def test_recipe_copies_its_dicts():
+    model = dict(TINY.model)
+    r = Recipe(**{**TINY.__dict__, "model": model})
+    model["d_model"] = 64
+    assert r.model["d_model"] == 16
+
+
+# ------------------------------------------------------------------------------ data
+def test_prepare_data_round_trips_the_text(cache, monkeypatch):
+    tok, train_path, val_path = prepare_data(TINY, cache)
+    dtype = token_dtype(tok)
+    assert dtype == "uint16" and tok.vocab_size == 300
+    train_ids = open_tokens(train_path, dtype)
+    assert tok.decode(train_ids.tolist()) == shakespeare("train")[:30_000]
+    assert tok.decode(open_tokens(val_path, dtype).tolist()) == shakespeare("validation")[:3_000]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached data should have been reused")
+
+    monkeypatch.setattr(BPETokenizer, "train", no_training)
+    tok2, train2, _ = prepare_data(TINY, cache)
+    assert train2 == train_path and tok2.merges == tok.merges
+
+
+def test_prepare_data_rebuilds_corrupt_tokens(cache):
+    _, train_path, _ = prepare_data(TINY, cache)
+    good = train_path.read_bytes()
+    train_path.write_bytes(good[:-2])
+    with pytest.warns(UserWarning, match="corrupt"):
+        _, again, _ = prepare_data(TINY, cache)
+    assert again.read_bytes() == good
+
+
+def test_bytes_recipe_data(cache):
+    r = Recipe(**{**TINY.__dict__, "tokenizer": "bytes", "vocab_size": None})
+    tok, train_path, _ = prepare_data(r, cache)
+    assert tok.vocab_size == 256 and r.model_config().vocab_size == 256
+    ids = open_tokens(train_path, token_dtype(tok))
+    assert bytes(ids.tolist()) == shakespeare("train")[:30_000].encode("utf-8")
+
+
+# ---------------------------------------------------------------------- scoring text
+def uniform_model(vocab_size, block_size=8):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=1,
+                          n_head=2, d_model=16))  # fmt: skip
+    with torch.no_grad():
+        model.wte.weight.zero_()  # tied to the head: every logit is exactly 0
+    return model
+
+
+def test_uniform_model_scores_log2_v_per_token():
+    text = "To be, or not to be: that is the question."  # ASCII: one byte per character
+    score = evaluate_text(uniform_model(256), BPETokenizer(), text)
+    assert (score.tokens, score.characters, score.bytes) == (len(text) - 1,) * 3
+    assert score.bits_per_character == pytest.approx(8.0, rel=1e-12)
+    assert score.nats_per_token == pytest.approx(math.log(256), rel=1e-12)
+    tok = BPETokenizer.train(shakespeare("train")[:20_000], 300)
+    ids = tok.encode_ordinary(text)
+    score = evaluate_text(uniform_model(300), tok, text)
+    first = len(tok.decode(ids[:1]))
+    assert score.tokens == len(ids) - 1 < len(text) - 1 and score.characters == len(text) - first
+    expected = (len(ids) - 1) * math.log2(300) / (len(text) - first)
+    assert score.bits_per_character == pytest.approx(expected, rel=1e-12)
+
+
+def test_scoring_matches_token_by_token_loop():
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=1, n_head=2, d_model=16)).double()
+    tok, text = BPETokenizer(), "Shall I compare thee to a summer's day? Thou art more lovely"
+    ids, T = tok.encode_ordinary(text), 5
+    expected = 0.0
+    with torch.no_grad():
+        for t in range(1, len(ids)):
+            start = T * ((t - 1) // T)  # the window holding target t; windows don't overlap
+            logits = model(torch.tensor([ids[start:t]]))[0][0, -1]
+            expected -= torch.log_softmax(logits, -1)[ids[t]].item()
+    score = evaluate_text(model, tok, text, block_size=T, batch_size=3)
+    assert score.nats == pytest.approx(expected, rel=1e-10)
+    assert (len(ids) - 1) % T  # a partial last window is exercised
+    full = evaluate_text(model, tok, text)  # T = 8: more context, a different number
+    assert abs(full.nats - expected) > 1e-3
+
+
+def test_scoring_counts_a_split_character():
+    # with byte tokens the first token is half of "é": that character still counts
+    text = "été au soleil"
+    score = evaluate_text(uniform_model(256), BPETokenizer(), text)
+    assert score.characters == len(text) and score.bytes == len(text.encode("utf-8")) - 1
+
+
+def test_scoring_rejects_bad_input():
+    model = uniform_model(256)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        evaluate_text(model, BPETokenizer(), "a")
+    with pytest.raises(ValueError, match="block_size"):
+        evaluate_text(model, BPETokenizer(), "abc", block_size=9)
+    with pytest.raises(ValueError, match="text"):
+        evaluate_text(model, BPETokenizer(), b"abc")
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_text(model, BPETokenizer(), "abc", batch_size=0)
+
+
+def test_token_dtype():
+    assert token_dtype(BPETokenizer()) == "uint16"
+    big = BPETokenizer(special_tokens=[f"<{i}>" for i in range(2**16)])
+    assert token_dtype(big) == "uint32" and np.iinfo(token_dtype(big)).max >= big.vocab_size

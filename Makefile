@@ -2,6 +2,7 @@
 #   make book      build the site into book/_build/html from the committed notebooks
 #   make test      lint, library tests, nbval over every chapter, site build, browser test
 #   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
+#   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ CHAPTER ?= *
 # Committed outputs come from a CPU run, without progress bars.
 RUN_ENV := LLMBOOK_DEVICE=cpu TQDM_DISABLE=1 PYTHONHASHSEED=0
 
-.PHONY: all setup book test lint unit nbval site-test execute clean
+.PHONY: all setup book test lint unit zoo nbval site-test execute clean
 
 all: book
 
@@ -36,6 +37,9 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
+
+zoo: $(STAMP)
+	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build shakespeare-bpe-small
 
 nbval: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest --nbval chapters/*.ipynb --nbval-current-env \

@@ -9,8 +9,11 @@ not the model. Tolerances: the cache returns the stored float32 weights bit for 
 bit for bit too; text scores are compared in float64 at 1e-10 (sums of ~50 terms).
 """
 
+import dataclasses
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from llmbook.corpus import shakespeare
 from llmbook.data import open_tokens
 from llmbook.gpt import GPT, GPTConfig
 from llmbook.tokenizer import BPETokenizer
+from llmbook.train import train
 from llmbook.zoo import (
     RECIPES,
     Recipe,
@@ -29,6 +33,7 @@ from llmbook.zoo import (
     evaluate_text,
     get_recipe,
     load,
+    main,
     prepare_data,
     recipe_key,
     token_dtype,
@@ -162,12 +167,49 @@ def test_default_recipe_is_valid():
     assert r.name == "shakespeare-bpe-tiny"
 
 
+def test_small_and_medium_recipes():
+    small, medium = RECIPES["shakespeare-bpe-small"], RECIPES["shakespeare-bpe-medium"]
+    assert small.name == "shakespeare-bpe-small" and medium.name == "shakespeare-bpe-medium"
+    assert small.data_spec() == medium.data_spec()  # one tokenizer and token files for both
+    for r in (small, medium):
+        assert r.model_config().vocab_size == r.vocab_size and r.train_config().max_steps > 0
+        assert r.train_config().precision in ("bf16", "auto")
+    assert medium.model_config().d_model > small.model_config().d_model
+    assert medium.model_config().block_size >= small.model_config().block_size
+
+
+@pytest.mark.parametrize("name", ["shakespeare-bpe-small", "shakespeare-bpe-medium"])
+def test_zoo_recipes_take_training_steps(name):
+    # the real recipe's model and train config, two steps on random ids (the data and
+    # the full run are too slow for a unit test: `make zoo` trains the small one)
+    recipe = RECIPES[name]
+    mcfg = recipe.model_config()
+    tcfg = dataclasses.replace(recipe.train_config(), max_steps=2, warmup_steps=1,
+                               batch_size=2, eval_batches=1)  # fmt: skip
+    ids = np.random.default_rng(0).integers(0, mcfg.vocab_size, 4 * tcfg.block_size)
+    torch.manual_seed(0)
+    model = GPT(mcfg)
+    before = model.lm_head.weight.detach().clone()
+    h = train(model, ids.astype(np.uint16), ids[:1000].astype(np.uint16), tcfg, progress=False)
+    assert h.steps == [1, 2] and all(math.isfinite(v) for v in h.train_losses + h.val_losses)
+    assert h.val_losses[0] == pytest.approx(math.log(mcfg.vocab_size), rel=0.05)  # untrained
+    assert not torch.equal(before, model.lm_head.weight)
+
+
 def test_recipe_key():
     key = recipe_key(TINY)
     assert len(key) == 16 and int(key, 16) >= 0
     assert recipe_key(Recipe(**{**TINY.__dict__})) == key  # equal recipes, equal keys
     other = Recipe(**{**TINY.__dict__, "train": {**TINY.train, "max_steps": 5}})
     assert recipe_key(other) != key
+
+
+def test_rewording_the_description_keeps_the_cache_entry():
+    first = load(TINY, device="cpu", progress=False)
+    reworded = Recipe(**{**TINY.__dict__, "description": "the same model, new words"})
+    assert recipe_key(reworded) == recipe_key(TINY)
+    again = load(reworded, device="cpu", progress=False)
+    assert again.from_cache and again.path == first.path
 
 
 def test_recipe_key_depends_on_the_version(monkeypatch):
@@ -296,3 +338,53 @@ def test_token_dtype():
     assert token_dtype(BPETokenizer()) == "uint16"
     big = BPETokenizer(special_tokens=[f"<{i}>" for i in range(2**16)])
     assert token_dtype(big) == "uint32" and np.iinfo(token_dtype(big)).max >= big.vocab_size
+
+
+# ---------------------------------------------------------------------- command line
+@pytest.fixture
+def tiny_zoo(monkeypatch):
+    """The CLI sees only the tiny recipe (and the real ones stay untouched)."""
+    monkeypatch.setattr(zoo, "RECIPES", {TINY.name: TINY})
+
+
+def test_cli_build_trains_then_reuses(tiny_zoo, capsys):
+    assert main(["build", TINY.name, "--device", "cpu", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"{TINY.name}: trained in" in out and str(entry_of()) in out
+    assert "val bpc" in out and "precision fp32" in out
+    manifest = json.loads((entry_of() / "manifest.json").read_text(encoding="utf-8"))
+    assert f"val bpc {manifest['metrics']['val_bpc']:.4f} bits/char" in out
+    assert manifest["metrics"]["precision"] == "fp32"
+    assert main(["build", TINY.name, TINY.name, "--device", "cpu"]) == 0  # each name once
+    out = capsys.readouterr().out
+    assert out.count("from the cache") == 1 and str(entry_of()) in out
+
+
+def test_cli_list(tiny_zoo, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert TINY.name in out and "not built" in out and TINY.description in out
+    assert f"cache: {cache_dir()}" in out
+    load(TINY, device="cpu", progress=False)
+    main(["list"])
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(TINY.name))
+    assert line.split()[1] == "cached"
+
+
+def test_cli_rejects_unknown_names_before_training(tiny_zoo, capsys):
+    assert main(["build", TINY.name, "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown zoo model" in err and "'no-such-model'" in err and TINY.name in err
+    assert not (cache_dir() / "zoo").exists()  # nothing was trained
+    assert main(["build", TINY.name, "--device", "tpu"]) == 2
+    assert "--device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: a command is required
+        main([])
+
+
+def test_cli_runs_as_a_module():
+    run = [sys.executable, "-m", "llmbook.zoo"]
+    listed = subprocess.run([*run, "list"], capture_output=True, text=True, check=True)
+    assert "shakespeare-bpe-small" in listed.stdout and "shakespeare-bpe-tiny" in listed.stdout
+    bad = subprocess.run([*run, "build", "no-such-model"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown zoo model" in bad.stderr and bad.stdout == ""

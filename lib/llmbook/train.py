@@ -19,11 +19,19 @@ step depends on — weights, AdamW's moments, the step counter, the batch genera
 torch's random state and the history — so training ``N`` steps straight and training
 ``N/2``, saving, and resuming in a fresh process give identical parameters (tested).
 Chapter 8 derives the optimizer pieces used here.
+
+**Mixed precision.** With ``cfg.precision = "bf16"`` the forward pass and the loss run
+under :func:`autocast` (``torch.autocast`` with ``dtype=torch.bfloat16``): matrix products
+take bfloat16 inputs (8 bits of mantissa instead of 23) and accumulate in float32, while
+the master weights, their gradients and AdamW's moments stay float32. ``"auto"`` picks
+bf16 where the hardware computes it natively (:func:`resolve_precision`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib.util
 import math
 import os
@@ -42,6 +50,9 @@ from llmbook.data import get_batch
 CHECKPOINT_FORMAT = "llmbook-checkpoint 1"
 #: TrainConfig fields that may change when a run is resumed (the rest shape the trajectory).
 RESUMABLE_CHANGES: tuple[str, ...] = ("max_steps", "eval_interval", "eval_batches", "log_interval")
+#: Values of ``TrainConfig.precision``: float32 throughout, bfloat16 autocast, or bf16 where
+#: the hardware has it natively (:func:`resolve_precision`).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 
 
 # --------------------------------------------------------------------------- config
@@ -78,6 +89,9 @@ class TrainConfig:
         eval_batches: micro-batches averaged per evaluation.
         seed: seeds the batch generator (the model's initialisation is the caller's).
         log_interval: refresh the progress bar's loss every this many steps.
+        precision: ``"fp32"``, ``"bf16"`` (forward and loss under bfloat16 :func:`autocast`;
+            weights and optimizer stay float32) or ``"auto"`` (bf16 where the hardware
+            has it natively, see :func:`resolve_precision`).
     """
 
     max_steps: int = 1000
@@ -95,6 +109,7 @@ class TrainConfig:
     eval_batches: int = 20
     seed: int = 0
     log_interval: int = 10
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "block_size", "grad_accum_steps"):
@@ -124,11 +139,80 @@ class TrainConfig:
         ):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
+        _check_precision(self.precision)
 
     @property
     def tokens_per_step(self) -> int:
         """Tokens one optimizer step trains on: ``grad_accum_steps * batch_size * block_size``."""
         return self.grad_accum_steps * self.batch_size * self.block_size
+
+
+# ------------------------------------------------------------------------ precision
+def _check_precision(precision: object, name: str = "precision") -> None:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {PRECISIONS}, got {precision!r}")
+
+
+def _device_type(device: object) -> str:
+    try:
+        return torch.device(device).type  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be a torch.device or a device name like 'cpu' or 'cuda', got {device!r}"
+        ) from None
+
+
+@functools.cache
+def _cpu_has_native_bf16() -> bool:
+    """True when /proc/cpuinfo lists avx512_bf16 or amx_bf16 (Linux; elsewhere False)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = {w for line in f if line.startswith("flags") for w in line.split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The precision a run uses on ``device``: ``"fp32"`` or ``"bf16"`` (Chapter 7).
+
+    ``"fp32"`` and ``"bf16"`` are returned as given; ``"auto"`` becomes ``"bf16"`` on a CUDA
+    GPU that supports bfloat16 (``torch.cuda.is_bf16_supported()``) and on a CPU with
+    native bfloat16 instructions (``avx512_bf16`` or ``amx_bf16``), and ``"fp32"``
+    elsewhere, where emulated bfloat16 would be slower than float32.
+    """
+    _check_precision(precision)
+    kind = _device_type(device)
+    if precision != "auto":
+        return precision
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if kind == "cpu":
+        return "bf16" if _cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast(
+    precision: str, device: torch.device | str
+) -> contextlib.AbstractContextManager[object]:
+    r"""The context for a forward pass and loss at ``precision`` on ``device`` (Chapter 7).
+
+    ``"bf16"`` is ``torch.autocast(device.type, dtype=torch.bfloat16)``: inside it, matrix
+    products cast their inputs to bfloat16 (relative rounding :math:`2^{-8}`, float32's
+    exponent range, so no loss scaling is needed) and accumulate in float32, while
+    reductions such as softmax and the cross-entropy stay float32. ``"fp32"`` is a no-op
+    context; ``"auto"`` is first resolved with :func:`resolve_precision`. Wrap the forward
+    pass and the loss only; ``backward`` and the optimizer step run outside, on the float32
+    master weights::
+
+        with autocast("bf16", "cpu"):
+            _, loss = model(x, y)
+        loss.backward()
+    """
+    resolved = resolve_precision(precision, device)
+    if resolved == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(_device_type(device), dtype=torch.bfloat16)
 
 
 # ------------------------------------------------------------------------- schedule
@@ -186,21 +270,27 @@ def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW
 
 
 # --------------------------------------------------------------------- one step
-def accumulate_gradients(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]]) -> float:
+def accumulate_gradients(
+    model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, precision: str = "fp32"
+) -> float:
     r"""Back-propagate the mean loss of ``k`` micro-batches and return it (Chapter 7).
 
     Each micro-batch's loss is divided by :math:`k` before ``backward``, so the gradients
     summed in ``.grad`` are those of :math:`\frac1k\sum_i L_i`: with equal-sized
     micro-batches (and no ignored targets), exactly the gradient of one batch :math:`k`
     times larger, at a :math:`k`-th of the activation memory. ``model(x, y)`` must return
-    ``(logits, loss)``; ``.grad`` is added to, not reset.
+    ``(logits, loss)``; ``.grad`` is added to, not reset. The forward pass and loss run
+    under :func:`autocast` at ``precision``; ``backward`` runs outside it.
     """
+    _check_precision(precision)
     if len(batches) == 0:
         raise ValueError("batches must hold at least one (x, y) micro-batch, got none")
     k = len(batches)
     total: Tensor | None = None
     for x, y in batches:
-        _, loss = model(x, y)
+        with autocast(precision, x.device):
+            _, loss = model(x, y)
+        loss = loss.float()
         (loss / k).backward()
         total = loss.detach() if total is None else total + loss.detach()
     assert total is not None
@@ -214,9 +304,11 @@ def train_step(
     *,
     lr: float,
     grad_clip: float | None = None,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
     r"""One optimizer step on ``batches`` (Chapter 7): set :math:`\eta`, zero the gradients,
-    accumulate (:func:`accumulate_gradients`), clip the global norm to ``grad_clip``
+    accumulate (:func:`accumulate_gradients`, forward and loss under :func:`autocast` at
+    ``precision``), clip the global norm to ``grad_clip``
     (:math:`g \leftarrow g\min(1, c/\lVert g\rVert)`), step.
 
     Returns the mean loss and the gradient norm :math:`\lVert g\rVert_2` *before* clipping.
@@ -228,7 +320,7 @@ def train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    loss = accumulate_gradients(model, batches)
+    loss = accumulate_gradients(model, batches, precision=precision)
     if not math.isfinite(loss):
         raise FloatingPointError(f"the training loss is {loss}; try a smaller learning rate")
     params = [p for p in model.parameters() if p.grad is not None]
@@ -249,7 +341,8 @@ class History:
     ``grad_norms`` (before clipping), ``tokens_seen`` (cumulative) and ``elapsed``
     (cumulative seconds spent in training steps, evaluation and saving excluded) are
     aligned with it. ``val_losses[j]`` was measured after ``val_steps[j]`` steps (0 is
-    the untrained model).
+    the untrained model). ``precision`` is the precision the run used, ``"fp32"`` or
+    ``"bf16"`` (``cfg.precision`` with ``"auto"`` resolved, :func:`resolve_precision`).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -260,6 +353,7 @@ class History:
     elapsed: list[float] = field(default_factory=list)
     val_steps: list[int] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
+    precision: str = "fp32"
 
     @property
     def tokens_per_second(self) -> float:
@@ -273,18 +367,24 @@ class History:
         """Mean wall-clock seconds of one optimizer step (0 if none)."""
         return self.elapsed[-1] / len(self.elapsed) if self.elapsed else 0.0
 
-    def to_dict(self) -> dict[str, list[Any]]:
-        """The history as a dict of lists (what a checkpoint stores)."""
-        return {k: list(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, Any]:
+        """The history as a dict of lists and the precision (what a checkpoint stores)."""
+        return {k: v if isinstance(v, str) else list(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
-        """Rebuild a history from :meth:`to_dict`; ``ValueError`` if fields are missing."""
+        """Rebuild a history from :meth:`to_dict`; ``ValueError`` if fields are missing.
+
+        ``precision`` may be absent (histories saved before it existed were fp32)."""
         names = [f.name for f in fields(cls)]
-        if not isinstance(d, dict) or set(d) != set(names):
+        lists = [n for n in names if n != "precision"]
+        if not isinstance(d, dict) or not set(lists) <= set(d) <= set(names):
             got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"a History dict needs exactly the keys {names}, got {got}")
-        return cls(**{k: list(d[k]) for k in names})
+            raise ValueError(f"a History dict needs the keys {names}, got {got}")
+        precision = d.get("precision", "fp32")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"a History's precision must be 'fp32' or 'bf16', got {precision!r}")
+        return cls(**{k: list(d[k]) for k in lists}, precision=precision)
 
 
 # ----------------------------------------------------------------------- evaluation
@@ -315,9 +415,10 @@ def evaluate(
     r"""Mean loss over ``cfg.eval_batches`` random batches of ``data`` (Chapter 7):
     :math:`\hat L = \frac1{n}\sum_{j=1}^{n} L(x^{(j)}, y^{(j)})`.
 
-    Runs under ``torch.no_grad`` in eval mode (dropout off) and restores the model's mode.
-    Without ``generator``, a fresh one seeded with ``cfg.seed`` is used, so every call
-    scores the *same* batches and successive evaluations differ only by the model.
+    Runs under ``torch.no_grad`` in eval mode (dropout off) and restores the model's mode,
+    with the forward pass under :func:`autocast` at ``cfg.precision``. Without
+    ``generator``, a fresh one seeded with ``cfg.seed`` is used, so every call scores the
+    *same* batches and successive evaluations differ only by the model.
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -333,7 +434,9 @@ def evaluate(
             x, y = get_batch(
                 data, cfg.batch_size, cfg.block_size, generator=generator, device=device
             )
-            total += model(x, y)[1].double()
+            with autocast(cfg.precision, device):
+                loss = model(x, y)[1]
+            total += loss.double()
     finally:
         model.train(was_training)
     return float(total) / cfg.eval_batches
@@ -493,7 +596,9 @@ def train(
     batches come from a ``torch.Generator`` seeded with ``cfg.seed``. Every
     ``cfg.eval_interval`` steps, at step 0 and at ``cfg.max_steps``, :func:`evaluate` scores
     ``val_data`` (``None``: no evaluation) and, given ``checkpoint_path``, a checkpoint is
-    saved; one is saved at the end too.
+    saved; one is saved at the end too. Training steps and evaluations run at
+    ``cfg.precision``, with ``"auto"`` resolved for the device once
+    (:func:`resolve_precision`) and recorded in ``History.precision``.
 
     Args:
         device: where to train; ``None`` keeps the model where it is.
@@ -530,13 +635,15 @@ def train(
 
     optimizer = configure_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
-    history, step = History(), 0
+    precision = resolve_precision(cfg.precision, device)
+    history, step = History(precision=precision), 0
     if resume:
         assert path is not None
         ckpt = load_checkpoint(path, model, optimizer)
         _check_resumable(ckpt["train_config"], cfg, path)
         _restore_random_state(ckpt, generator)
         history, step = ckpt["history"], ckpt["step"]
+        history.precision = precision
 
     def save() -> None:
         if path is not None:
@@ -545,7 +652,9 @@ def train(
     def validate() -> None:
         if val_data is not None:
             history.val_steps.append(step)
-            history.val_losses.append(evaluate(model, val_data, cfg))
+            history.val_losses.append(
+                evaluate(model, val_data, dataclasses.replace(cfg, precision=precision))
+            )
 
     model.train()
     if step == 0 and not history.val_steps:
@@ -563,7 +672,9 @@ def train(
                 for _ in range(cfg.grad_accum_steps)
             ]
             lr = lr_at(step, cfg)
-            loss, norm = train_step(model, optimizer, batches, lr=lr, grad_clip=cfg.grad_clip)
+            loss, norm = train_step(
+                model, optimizer, batches, lr=lr, grad_clip=cfg.grad_clip, precision=precision
+            )
             step += 1
             dt = time.perf_counter() - t0
             history.steps.append(step)
@@ -595,14 +706,17 @@ def train(
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "PRECISIONS",
     "RESUMABLE_CHANGES",
     "History",
     "TrainConfig",
     "accumulate_gradients",
+    "autocast",
     "configure_optimizer",
     "evaluate",
     "load_checkpoint",
     "lr_at",
+    "resolve_precision",
     "save_checkpoint",
     "train",
     "train_step",

@@ -2,7 +2,8 @@
 #   make book      build the site into book/_build/html from the committed notebooks
 #   make test      lint, library tests, nbval over every chapter, site build, browser test
 #   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
-#   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook)
+#   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook);
+#                  nbval and execute need it (chapter 7 loads shakespeare-bpe-small)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -41,7 +42,7 @@ unit: $(STAMP)
 zoo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build shakespeare-bpe-small
 
-nbval: $(STAMP)
+nbval: $(STAMP) zoo
 	$(RUN_ENV) $(BIN)/python -m pytest --nbval chapters/*.ipynb --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 -q -p no:cacheprovider
 
@@ -51,7 +52,7 @@ site-test: $(STAMP)
 test: lint unit nbval book site-test
 	@echo "make test: lint, library tests, nbval, site build (-W -n) and browser test all passed."
 
-execute: $(STAMP)
+execute: $(STAMP) zoo
 	@for md in chapters/$(CHAPTER).md; do \
 	  echo "executing $$md"; start=$$(date +%s); \
 	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \

@@ -315,6 +315,38 @@ def test_scoring_matches_token_by_token_loop():
     assert abs(full.nats - expected) > 1e-3
 
 
+@pytest.mark.parametrize("T,S", [(5, 2), (5, 3), (5, 1), (4, 4)])
+def test_sliding_window_matches_token_by_token_loop(T, S):
+    # window k starts at k*S; target t is scored by window 0 if t <= T, else by the
+    # first window whose end reaches it, k = ceil((t - T) / S), with context x_{kS}..x_{t-1}
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=1, n_head=2, d_model=16)).double()
+    tok, text = BPETokenizer(), "Shall I compare thee to a summer's day? Thou art more lovely"
+    ids = tok.encode_ordinary(text)
+    expected = 0.0
+    with torch.no_grad():
+        for t in range(1, len(ids)):
+            k = 0 if t <= T else -(-(t - T) // S)
+            logits = model(torch.tensor([ids[k * S : t]]))[0][0, -1]
+            assert t - k * S >= (T - S + 1 if k else 1)  # the promised context
+            expected -= torch.log_softmax(logits, -1)[ids[t]].item()
+    score = evaluate_text(model, tok, text, block_size=T, stride=S, batch_size=2)
+    assert score.nats == pytest.approx(expected, rel=1e-10)
+    assert score.tokens == len(ids) - 1
+
+
+def test_sliding_window_helps_a_model_that_uses_context():
+    # a trained-looking model is not needed: a model whose loss depends on the context
+    # length shows it; here, stride < T must give a different (finite) total
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=256, block_size=16, n_layer=1, n_head=2, d_model=16))
+    text = "Friends, Romans, countrymen, lend me your ears; " * 3
+    disjoint = evaluate_text(model, BPETokenizer(), text)
+    sliding = evaluate_text(model, BPETokenizer(), text, stride=4)
+    assert disjoint.tokens == sliding.tokens and disjoint.characters == sliding.characters
+    assert math.isfinite(sliding.nats) and abs(sliding.nats - disjoint.nats) > 1e-4
+
+
 def test_scoring_counts_a_split_character():
     # with byte tokens the first token is half of "é": that character still counts
     text = "été au soleil"
@@ -332,6 +364,9 @@ def test_scoring_rejects_bad_input():
         evaluate_text(model, BPETokenizer(), b"abc")
     with pytest.raises(ValueError, match="batch_size"):
         evaluate_text(model, BPETokenizer(), "abc", batch_size=0)
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match="stride"):
+            evaluate_text(model, BPETokenizer(), "abcdef", block_size=8, stride=bad)
 
 
 def test_token_dtype():

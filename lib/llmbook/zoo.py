@@ -171,22 +171,23 @@ class Recipe:
         return {k: getattr(self, k) for k in names}
 
 
-#: The zoo. Hyperparameters are placeholders until the chapter that uses each model.
+#: The zoo.
 #:
-#: shakespeare-bpe-small is the book's CPU model (`make zoo` trains it once). Measured on
-#: the 2-core AMD EPYC build machine (avx512_bf16, so precision "auto" trains in bf16):
-#: validation 2.115 bits/char on the whole validation split (evaluate_text, float32),
-#: against 2.222 for chapter 1's best n-gram of order <= 5 (Kneser-Ney, n = 5) and 2.145
-#: for its best of any order (Kneser-Ney, n = 7); 3.27 characters per validation token;
-#: the validation loss was still falling at the end (2.126 -> 2.106 over the last 500
-#: steps). 4000 steps of 2,048 tokens (8.2M tokens, ~6.5 epochs); two builds gave the
-#: same weights bit for bit. Training time depends on the machine's load: 1,792 s
-#: (4,571 tokens/s) and 3,754 s (2,182 tokens/s) in two builds on the shared, busy
-#: machine; 60-step timings at load ~2 gave 0.19-0.23 s/step (9,000-11,000 tokens/s,
-#: 13-15 min for the run; fp32 measured the same there); an earlier timing on an idle
-#: machine gave ~0.09 s/step (~6 min) in bf16, ~2.5x faster than fp32.
+#: shakespeare-bpe-small is the book's CPU model (`make zoo` trains it once; chapter 7).
+#: Its peak learning rate was chosen by short runs on the 2-core Intel Xeon build machine
+#: (amx_bf16, so precision "auto" trains in bf16), scored by evaluate_text over the whole
+#: validation split in non-overlapping windows: after 1,500 steps, peak lr 1e-2 gave 2.306
+#: bits/char, 4e-3 2.187, 2e-3 2.157, 1e-3 2.153; the previous recipe (lr 1e-2, 4,000
+#: steps) gave 2.185 there, and 2.115 on an AMD EPYC: at 1e-2 the runs are erratic. With
+#: 2e-3 and 3,000 steps (6.1M tokens, ~4.9 epochs): 2.042 bits/char with 30 warmup steps,
+#: which left a loss spike (+4.7 nats) at step 32; 100 warmup steps remove it (largest
+#: step-to-step rise 0.25) and give 2.014 bits/char (1.996 with stride T/2, as stored),
+#: trained in 317 s (19,400 tokens/s), against 2.145 for chapter 1's best n-gram
+#: (Kneser-Ney, n = 7). Explicit
+#: attention: torch's fused CPU attention is ~10x slower in its bf16 backward here
+#: (126 ms against 166 ms per step for the whole model, fp32 fused 152 ms).
 #: shakespeare-bpe-medium is meant for a GPU (same data and tokenizer); it has not been
-#: trained to the end here.
+#: trained to the end here. shakespeare-bpe-tiny is a quick recipe for tests and sketches.
 RECIPES: dict[str, Recipe] = {
     "shakespeare-bpe-tiny": Recipe(
         name="shakespeare-bpe-tiny",
@@ -217,7 +218,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "shakespeare-bpe-small": Recipe(
         name="shakespeare-bpe-small",
-        description="4-layer, 128-wide GPT, context 64, BPE V=4096, 4000 steps in bf16 (CPU)",
+        description="4-layer, 128-wide GPT, context 64, BPE V=4096, 3000 steps (the CPU model)",
         model=dict(
             block_size=64,
             n_layer=4,
@@ -225,17 +226,17 @@ RECIPES: dict[str, Recipe] = {
             d_model=128,
             bias=False,
             dropout=0.0,
-            attn_implementation="fused",
+            attn_implementation="explicit",
         ),
         train=dict(
-            max_steps=4000,
+            max_steps=3000,
             batch_size=32,
-            lr=1e-2,
-            min_lr=1e-3,
-            warmup_steps=30,
+            lr=2e-3,
+            min_lr=2e-4,
+            warmup_steps=100,
             weight_decay=0.1,
             grad_clip=1.0,
-            eval_interval=500,
+            eval_interval=250,
             eval_batches=20,
             seed=0,
             precision="auto",
@@ -452,18 +453,24 @@ def evaluate_text(
     text: str,
     block_size: int | None = None,
     *,
+    stride: int | None = None,
     batch_size: int = 16,
 ) -> TextScore:
-    r"""Score every token of ``text`` once under ``model`` (Chapter 7).
+    r"""Score every token of ``text`` exactly once under ``model`` (Chapter 7).
 
-    With ids :math:`x_0, \dots, x_{n-1}` (``tokenizer.encode_ordinary``) and windows of
-    :math:`T` = ``block_size`` (default: the model's context), token :math:`x_t`,
-    :math:`t \ge 1`, is predicted from its window's earlier tokens,
-    :math:`x_{s}, \dots, x_{t-1}` with :math:`s = T\lfloor (t-1)/T \rfloor`: the windows do
-    not overlap, so each token is scored exactly once (early tokens of a window see little
-    context). The first token has no context and is not scored, and neither are the
-    characters it holds: a character counts as scored when its last byte is in a scored
-    token. Then bits per character :math:`= \text{nats} / (\ln 2 \cdot \text{characters})`.
+    With ids :math:`x_0, \dots, x_{n-1}` (``tokenizer.encode_ordinary``), windows of
+    :math:`T` = ``block_size`` tokens (default: the model's context) start at
+    :math:`0, S, 2S, \dots` for a stride :math:`S` = ``stride`` (default :math:`T`). The
+    first window scores its :math:`T` targets :math:`x_1, \dots, x_T`; every later window
+    scores only the targets no earlier window reached, its last :math:`S`, so each token
+    :math:`x_t`, :math:`t \ge 1`, is scored once, and after the first window with at
+    least :math:`T - S` tokens of context. :math:`S = T` gives non-overlapping windows
+    (early tokens of each window see little context); a smaller :math:`S` costs
+    :math:`T/S` times the forward passes and measures the model closer to its full
+    context (the "sliding window" of Chapter 19). The first token has no context and is
+    not scored, and neither are the characters it holds: a character counts as scored
+    when its last byte is in a scored token. Then bits per character
+    :math:`= \text{nats} / (\ln 2 \cdot \text{characters})`.
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
@@ -474,30 +481,44 @@ def evaluate_text(
     T = context if block_size is None else block_size
     if isinstance(T, bool) or not isinstance(T, int) or T < 1 or (context and T > context):
         raise ValueError(f"block_size must be an integer in [1, {context}], got {block_size!r}")
+    S = T if stride is None else stride
+    if isinstance(S, bool) or not isinstance(S, int) or not 1 <= S <= T:
+        raise ValueError(f"stride must be an integer in [1, block_size={T}], got {stride!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     p = next(model.parameters())
     seq = torch.tensor(ids, dtype=torch.long, device=p.device)
-    n, nats = len(ids) - 1, torch.zeros((), dtype=torch.float64, device=p.device)
-    full = n // T
-    x_full, y_full = seq[: full * T].view(full, T), seq[1 : full * T + 1].view(full, T)
-    pieces = [
-        (x_full[i : i + batch_size], y_full[i : i + batch_size]) for i in range(0, full, batch_size)
-    ]
-    if n > full * T:
-        pieces.append((seq[full * T : n][None], seq[full * T + 1 :][None]))
+    n = len(ids) - 1  # targets x_1 .. x_n
+    # windows (start s, first scored position j): inputs x_s.. x_{s+T-1}, targets from s+1
+    windows, done = [], 0  # done: the last target scored so far
+    while done < n:
+        s = len(windows) * S
+        windows.append((s, done - s))  # position j predicts target s + j + 1
+        done = min(s + T, n)
+    full = [w for w in windows if w[0] + T <= n]
+    pieces = []
+    for i in range(0, len(full), batch_size):
+        starts = torch.tensor([s for s, _ in full[i : i + batch_size]], device=p.device)
+        idx = starts[:, None] + torch.arange(T, device=p.device)
+        first = torch.tensor([j for _, j in full[i : i + batch_size]], device=p.device)
+        pieces.append((seq[idx], seq[idx + 1], first))
+    for s, j in windows[len(full) :]:  # at most one window runs past the end
+        pieces.append((seq[s:n][None], seq[s + 1 :][None], torch.tensor([j], device=p.device)))
+    nats = torch.zeros((), dtype=torch.float64, device=p.device)
     was_training = model.training
     model.eval()
     try:
-        for x, y in pieces:
+        for x, y, first in pieces:
             logits = model(x)[0]
-            nats += F.cross_entropy(logits.flatten(0, 1).double(), y.flatten(), reduction="sum")
+            losses = F.cross_entropy(logits.transpose(1, 2).double(), y, reduction="none")
+            keep = torch.arange(x.shape[1], device=p.device)[None, :] >= first[:, None]
+            nats += losses[keep].sum()
     finally:
         model.train(was_training)
-    first = tokenizer.decode_bytes(ids[:1])
+    first_bytes = tokenizer.decode_bytes(ids[:1])
     n_bytes = len(text.encode("utf-8"))
-    chars = len(text) - len(first.decode("utf-8", errors="ignore"))
-    return TextScore(float(nats), n, chars, n_bytes - len(first))
+    chars = len(text) - len(first_bytes.decode("utf-8", errors="ignore"))
+    return TextScore(float(nats), n, chars, n_bytes - len(first_bytes))
 
 
 # ------------------------------------------------------------------------------- load
@@ -512,7 +533,9 @@ class ZooModel:
         history: the training :class:`~llmbook.train.History`.
         metrics: final ``val_loss`` (nats/token, random batches), exact ``val_bpc``,
             ``val_nats_per_token``, ``val_bits_per_byte`` and ``val_chars_per_token``
-            (:func:`evaluate_text` over the validation text, in float32), ``train_loss``,
+            (:func:`evaluate_text` over the validation text in float32, with stride
+            :math:`T/2`: every token after the first window sees at least half the
+            context), ``train_loss``,
             ``tokens_per_second``, ``seconds_per_step``, ``train_seconds``,
             ``n_parameters``, ``device`` and ``precision`` (the one training used, with
             ``"auto"`` resolved).
@@ -552,7 +575,8 @@ def _build(
             progress=progress,
         )
     model.eval()
-    score = evaluate_text(model, tokenizer, _text(recipe.val_split, recipe.max_val_chars))
+    val_text, T = _text(recipe.val_split, recipe.max_val_chars), model.config.block_size
+    score = evaluate_text(model, tokenizer, val_text, stride=max(1, T // 2))
     metrics = {
         "val_loss": history.val_losses[-1],
         "val_bpc": score.bits_per_character,

@@ -545,8 +545,8 @@ def decontaminate(train_docs: Sequence[str], eval_docs: Sequence[str], n: int = 
 
 
 # --------------------------------------------------------------------------- quality
-#: Default cost of a character outside the model's vocabulary: naming one of the 0x110000
-#: Unicode code points uniformly, :math:`\log_2 1114112 \approx 20.09` bits.
+#: The default cost in bits of a character outside the model's vocabulary, that of naming
+#: one of the 0x110000 Unicode code points uniformly, :math:`\log_2 1114112 \approx 20.09`.
 UNICODE_BITS: float = math.log2(0x110000)
 
 

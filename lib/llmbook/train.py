@@ -143,7 +143,7 @@ class TrainConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        """Tokens one optimizer step trains on: ``grad_accum_steps * batch_size * block_size``."""
+        """Tokens per optimizer step, ``grad_accum_steps * batch_size * block_size``."""
         return self.grad_accum_steps * self.batch_size * self.block_size
 
 
@@ -357,7 +357,7 @@ class History:
 
     @property
     def tokens_per_second(self) -> float:
-        """Training throughput: tokens trained on per second of training steps (0 if none)."""
+        """The training throughput, tokens trained on per second of training steps (0 if none)."""
         if not self.elapsed or self.elapsed[-1] <= 0:
             return 0.0
         return self.tokens_seen[-1] / self.elapsed[-1]

@@ -60,7 +60,7 @@ from llmbook.information import bits_per_byte, bits_per_character
 from llmbook.tokenizer import BPETokenizer
 from llmbook.train import History, TrainConfig, load_checkpoint, save_checkpoint, train
 
-#: How a recipe turns text into ids: learned byte-level BPE, or raw UTF-8 bytes (V = 256).
+#: The ways a recipe turns text into ids, learned byte-level BPE or raw UTF-8 bytes (V = 256).
 TOKENIZERS: tuple[str, ...] = ("bpe", "bytes")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _MODEL_FIELDS = frozenset(f.name for f in fields(GPTConfig)) - {"vocab_size"}

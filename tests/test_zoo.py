@@ -335,9 +335,9 @@ def test_sliding_window_matches_token_by_token_loop(T, S):
     assert score.tokens == len(ids) - 1
 
 
-def test_sliding_window_helps_a_model_that_uses_context():
-    # a trained-looking model is not needed: a model whose loss depends on the context
-    # length shows it; here, stride < T must give a different (finite) total
+def test_sliding_window_scores_the_same_tokens_with_more_context():
+    # the same tokens and characters are scored; with more context per token the total
+    # of a context-dependent model changes (and stays finite)
     torch.manual_seed(3)
     model = GPT(GPTConfig(vocab_size=256, block_size=16, n_layer=1, n_head=2, d_model=16))
     text = "Friends, Romans, countrymen, lend me your ears; " * 3

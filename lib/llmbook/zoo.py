@@ -183,9 +183,9 @@ class Recipe:
 #: which left a loss spike (+4.7 nats) at step 32; 100 warmup steps remove it (largest
 #: step-to-step rise 0.25) and give 2.014 bits/char (1.996 with stride T/2, as stored),
 #: trained in 317 s (19,400 tokens/s), against 2.145 for chapter 1's best n-gram
-#: (Kneser-Ney, n = 7). Explicit
-#: attention: torch's fused CPU attention is ~10x slower in its bf16 backward here
-#: (126 ms against 166 ms per step for the whole model, fp32 fused 152 ms).
+#: (Kneser-Ney, n = 7). Attention is the explicit path: torch's fused CPU attention has a
+#: bf16 backward ~10x slower than its fp32 one here (a training step in bf16: explicit
+#: 126 ms, fused 166 ms; in fp32, fused 152 ms).
 #: shakespeare-bpe-medium is meant for a GPU (same data and tokenizer); it has not been
 #: trained to the end here. shakespeare-bpe-tiny is a quick recipe for tests and sketches.
 RECIPES: dict[str, Recipe] = {

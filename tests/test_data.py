@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from llmbook import corpus
 from llmbook.data import (
     MERSENNE_61,
+    TOKEN_MAGIC,
     UNICODE_BITS,
     UNITS,
     MinHasher,
@@ -513,13 +514,34 @@ def test_quality_bad_input(call, match):
 def test_write_open_round_trip(tmp_path, dtype, high):
     ids = np.array([0, 1, 7, high, 42])
     path = write_tokens(ids, tmp_path / "sub" / "train.bin", dtype=dtype)
-    assert path.stat().st_size == ids.size * np.dtype(dtype).itemsize
+    assert path.stat().st_size == 24 + ids.size * np.dtype(dtype).itemsize  # header + ids
+    assert path.read_bytes()[:8] == TOKEN_MAGIC
     data = open_tokens(path, dtype=dtype)
     assert isinstance(data, np.memmap) and data.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(data, ids)
     with pytest.raises(ValueError, match="read-only"):
         data[0] = 3
     np.testing.assert_array_equal(open_tokens(write_tokens([5, 6], tmp_path / "l.bin")), [5, 6])
+    assert open_tokens(path).dtype == np.dtype(dtype)  # the dtype is read from the header
+
+
+def test_token_file_header_catches_wrong_dtype_and_old_or_damaged_files(tmp_path):
+    ids = np.array([1, 70000, 3], dtype=np.uint32)
+    path = write_tokens(ids, tmp_path / "t.bin", dtype="uint32")
+    np.testing.assert_array_equal(open_tokens(path), ids)
+    with pytest.raises(ValueError, match="holds uint32 ids, but dtype='uint16'"):
+        open_tokens(path, "uint16")  # used to read 70000 back as garbage uint16 pairs
+    (tmp_path / "old.bin").write_bytes(ids.astype("<u4").tobytes())  # headerless, old format
+    with pytest.raises(ValueError, match="corrupt or not an llmbook token file"):
+        open_tokens(tmp_path / "old.bin")
+    (tmp_path / "cut.bin").write_bytes(path.read_bytes()[:-2])  # truncated
+    with pytest.raises(ValueError, match="announces 3 uint32 ids"):
+        open_tokens(tmp_path / "cut.bin")
+    bad = bytearray(path.read_bytes())
+    bad[8:16] = b"float64\0"
+    (tmp_path / "dtype.bin").write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match="names the dtype 'float64'"):
+        open_tokens(tmp_path / "dtype.bin")
 
 
 def test_token_storage_bad_input(tmp_path):
@@ -531,7 +553,7 @@ def test_token_storage_bad_input(tmp_path):
         (lambda: write_tokens([-1, 2], tmp_path / "a.bin"), r"\[0, 65535\]"),
         (lambda: write_tokens([1], tmp_path / "a.bin", dtype="int64"), "dtype must be"),
         (lambda: open_tokens(tmp_path / "missing.bin"), "is not a file"),
-        (lambda: open_tokens(tmp_path / "odd.bin"), "not a whole number"),
+        (lambda: open_tokens(tmp_path / "odd.bin"), "not an llmbook token file"),
         (lambda: open_tokens(tmp_path / "odd.bin", dtype="float32"), "dtype must be"),
     ]
     (tmp_path / "odd.bin").write_bytes(b"abc")

@@ -96,6 +96,7 @@ def test_autocast_casts_matmuls_to_bf16_only_when_asked():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_resolve_precision(monkeypatch, native):
+    monkeypatch.delenv("LLMBOOK_PRECISION", raising=False)
     monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: native)
     assert resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
@@ -106,6 +107,19 @@ def test_resolve_precision(monkeypatch, native):
     if not torch.cuda.is_available():
         assert resolve_precision("auto", "cuda") == "fp32"
     assert set(PRECISIONS) == {"fp32", "bf16", "auto"}
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("forced", ["fp32", "bf16"])
+def test_precision_env_overrides_auto_only(monkeypatch, native, forced):
+    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: native)
+    monkeypatch.setenv("LLMBOOK_PRECISION", forced)
+    assert resolve_precision("auto", "cpu") == forced
+    assert resolve_precision("fp32", "cpu") == "fp32"  # an explicit precision wins
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setenv("LLMBOOK_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="LLMBOOK_PRECISION"):
+        resolve_precision("auto", "cpu")
 
 
 def test_precision_rejects_bad_values():

@@ -264,6 +264,21 @@ def test_prepare_data_rebuilds_corrupt_tokens(cache):
     assert again.read_bytes() == good
 
 
+def test_prepare_data_rebuilds_headerless_tokens_of_an_older_llmbook(cache):
+    _, train_path, _ = prepare_data(TINY, cache)
+    good = train_path.read_bytes()
+    # What an older llmbook of the same version number wrote: the ids as a flat array with
+    # no header, and a manifest whose hashes match it, so only open_tokens can tell.
+    train_path.write_bytes(np.asarray(open_tokens(train_path)).astype("<u2").tobytes())
+    manifest_path = train_path.parent / "data.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["files"]["train.bin"] = zoo._sha256(train_path)
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.warns(UserWarning, match="corrupt.*not an llmbook token file"):
+        _, again, _ = prepare_data(TINY, cache)
+    assert again.read_bytes() == good
+
+
 def test_bytes_recipe_data(cache):
     r = Recipe(**{**TINY.__dict__, "tokenizer": "bytes", "vocab_size": None})
     tok, train_path, _ = prepare_data(r, cache)

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from llmbook._validate import check_int
+
 
 def get_device(prefer: str | None = None) -> torch.device:
     """Return the device the book computes on: CUDA when present, else the CPU.
@@ -32,8 +34,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     Returns a fresh ``numpy.random.Generator`` seeded with the same value, which is the
     generator chapters pass explicitly to library functions that sample.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_int("seed", seed, 0)
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)  # noqa: NPY002 - legacy global generator, seeded for safety
     torch.manual_seed(int(seed))
@@ -49,6 +50,7 @@ def setup_notebook(seed: int = 0) -> np.random.Generator:
     """
     from llmbook.plotting import use_book_style
 
+    seed = check_int("seed", seed, 0)  # before any global setting changes
     np.set_printoptions(precision=4, suppress=True, linewidth=100)
     torch.set_printoptions(precision=4, sci_mode=False, linewidth=100)
     use_book_style()

@@ -36,25 +36,27 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llmbook._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_type,
+    is_int,
+)
 
 #: The two implementations of :func:`scaled_dot_product_attention`.
 IMPLEMENTATIONS: tuple[str, ...] = ("explicit", "fused")
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_implementation(implementation: object) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-    return implementation  # type: ignore[return-value]
+    return check_choice("implementation", implementation, IMPLEMENTATIONS)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -97,6 +99,10 @@ def _check_mask(mask: Tensor, shape: tuple[int, ...]) -> None:
             f"mask of shape {tuple(mask.shape)} does not broadcast to (B, n_head, T_q, T_k) = "
             f"{shape}"
         )
+    if mask.is_floating_point() and bool((torch.isnan(mask) | torch.isposinf(mask)).any()):
+        raise ValueError(
+            "mask is a float bias, so its entries must be finite or -inf (masked); got NaN or +inf"
+        )
 
 
 def _offset(offset: int | None, T_q: int, T_k: int) -> int:
@@ -107,7 +113,7 @@ def _offset(offset: int | None, T_q: int, T_k: int) -> int:
                 "pass offset explicitly"
             )
         return T_k - T_q
-    return _check_int("offset", offset, 0)
+    return check_int("offset", offset, 0)
 
 
 # ------------------------------------------------------------------------------ masks
@@ -123,8 +129,8 @@ def causal_mask(
     what decoding with a :class:`KVCache` needs. For :math:`T_q = T_k` it is the usual lower
     triangle, the same as ``is_causal=True`` in torch (which always uses offset 0).
     """
-    _check_int("T_q", T_q, 1)
-    T_k = T_q if T_k is None else _check_int("T_k", T_k, 1)
+    T_q = check_int("T_q", T_q, 1)
+    T_k = T_q if T_k is None else check_int("T_k", T_k, 1)
     p = _offset(offset, T_q, T_k)
     i = torch.arange(T_q, device=device)[:, None] + p
     j = torch.arange(T_k, device=device)[None, :]
@@ -146,7 +152,7 @@ def sliding_window_mask(
     (Chapter 5, eq. ``eq-sliding-window``). ``window`` :math:`w = 1` attends to itself only;
     :math:`w \ge T_k` is the causal mask. ``offset`` is as in :func:`causal_mask`.
     """
-    _check_int("window", window, 1)
+    window = check_int("window", window, 1)
     mask = causal_mask(T_q, T_k, offset=offset, device=device)
     T_k = mask.shape[1]
     i = torch.arange(T_q, device=device)[:, None] + _offset(offset, T_q, T_k)
@@ -162,7 +168,9 @@ def padding_mask(lengths: Tensor | list[int], T: int, *, device=None) -> Tensor:
     must get no attention. The shape broadcasts against ``(B, n_head, T_q, T_k)``. Padded
     *queries* still attend to the real keys; their outputs are simply ignored downstream.
     """
-    _check_int("T", T, 1)
+    T = check_int("T", T, 1)
+    if isinstance(lengths, np.ndarray):
+        lengths = lengths.tolist()
     if isinstance(lengths, Tensor):
         if lengths.ndim != 1 or lengths.is_floating_point() or lengths.dtype == torch.bool:
             raise ValueError(
@@ -173,9 +181,9 @@ def padding_mask(lengths: Tensor | list[int], T: int, *, device=None) -> Tensor:
     if not isinstance(lengths, list | tuple) or len(lengths) == 0:
         raise ValueError(f"lengths must be a non-empty list of integers, got {lengths!r}")
     for n in lengths:
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= T:
-            raise ValueError(f"every length must be an integer in [0, T={T}], got {n!r}")
-    ell = torch.tensor(lengths, device=device)
+        if not is_int(n) or not 0 <= n <= T:
+            raise ValueError(f"lengths must hold integers in [0, T={T}], got {n!r}")
+    ell = torch.tensor([int(n) for n in lengths], device=device)
     return (torch.arange(T, device=device)[None, :] < ell[:, None])[:, None, None, :]
 
 
@@ -204,7 +212,7 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     Query head :math:`h` uses key/value head :math:`\lfloor h / n_{\text{rep}} \rfloor`
     (grouped-query attention, Chapter 5; the layout of Llama's ``repeat_kv``).
     """
-    _check_int("n_rep", n_rep, 1)
+    n_rep = check_int("n_rep", n_rep, 1)
     if not isinstance(x, Tensor) or x.ndim != 4:
         raise ValueError("x must be a 4-d tensor (B, n_kv_head, T, d_head)")
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
@@ -239,6 +247,7 @@ def scaled_dot_product_attention(
     A query row whose keys are all masked gets output zeros and weights zeros (not NaN).
     """
     impl = _check_implementation(implementation)
+    return_weights = check_bool("return_weights", return_weights)
     if return_weights and impl != "explicit":
         raise ValueError(
             f"return_weights=True needs implementation='explicit', got {implementation!r}"
@@ -248,8 +257,8 @@ def scaled_dot_product_attention(
     T_k = k.shape[2]
     if scale is None:
         scale = 1.0 / math.sqrt(d)
-    elif isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    else:
+        scale = check_number("scale", scale, low=0.0, strict=True, what="a finite number > 0")
     row_ok = None  # (…, T_q, 1): does the query row see at least one key?
     if mask is not None:
         _check_mask(mask, (B, H, T_q, T_k))
@@ -291,7 +300,7 @@ class KVCache:
     """
 
     def __init__(self, max_len: int) -> None:
-        self.max_len = _check_int("max_len", max_len, 1)
+        self.max_len = check_int("max_len", max_len, 1)
         self._k: Tensor | None = None
         self._v: Tensor | None = None
         self._length = 0
@@ -310,8 +319,20 @@ class KVCache:
         """Append ``k``, ``v`` of shape ``(B, n_kv_head, T_new, ·)``; return all stored keys
         and values, ``(B, n_kv_head, length, ·)``."""
         for name, t in (("k", k), ("v", v)):
-            if not isinstance(t, Tensor) or t.ndim != 4:
-                raise ValueError(f"{name} must be a 4-d tensor (B, n_kv_head, T_new, d_head)")
+            if not isinstance(t, Tensor) or not t.is_floating_point() or t.ndim != 4:
+                raise ValueError(
+                    f"{name} must be a 4-d floating-point tensor (B, n_kv_head, T_new, d_head)"
+                )
+        if k.dtype != v.dtype or k.device != v.device:
+            raise ValueError(
+                f"k and v must share a dtype and device, got {k.dtype} on {k.device} and "
+                f"{v.dtype} on {v.device}"
+            )
+        if self._k is not None and (k.dtype, k.device) != (self._k.dtype, self._k.device):
+            raise ValueError(
+                f"k and v are {k.dtype} on {k.device}, but the cache holds {self._k.dtype} on "
+                f"{self._k.device} (set by its first update); reset() it to start over"
+            )
         if k.shape[:3] != v.shape[:3]:
             raise ValueError(f"k and v shapes disagree: {tuple(k.shape)} and {tuple(v.shape)}")
         T_new = k.shape[2]
@@ -369,9 +390,10 @@ class MultiHeadAttention(nn.Module):
         implementation: str = "explicit",
     ) -> None:
         super().__init__()
-        _check_int("d_model", d_model, 1)
-        _check_int("n_head", n_head, 1)
-        n_kv_head = n_head if n_kv_head is None else _check_int("n_kv_head", n_kv_head, 1)
+        d_model = check_int("d_model", d_model, 1)
+        n_head = check_int("n_head", n_head, 1)
+        n_kv_head = n_head if n_kv_head is None else check_int("n_kv_head", n_kv_head, 1)
+        bias = check_bool("bias", bias)
         if d_model % n_head:
             raise ValueError(f"d_model={d_model} must be divisible by n_head={n_head}")
         if n_head % n_kv_head:
@@ -384,6 +406,19 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_kv, bias=bias)
         self.v_proj = nn.Linear(d_model, d_kv, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _check_x(self, x: object) -> Tensor:
+        """``x`` if it is ``(B, T, d_model)`` in the dtype and on the device of the weights."""
+        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (B, T, d_model={self.d_model}), got {shape}")
+        w = self.q_proj.weight
+        if (x.dtype, x.device) != (w.dtype, w.device):
+            raise ValueError(
+                f"x must match the layer's parameters, {w.dtype} on {w.device}, got {x.dtype} "
+                f"on {x.device}; convert x, or the layer with .to(dtype)"
+            )
+        return x
 
     def forward(
         self,
@@ -401,10 +436,12 @@ class MultiHeadAttention(nn.Module):
         intersected with it. Returns the output ``(B, T, d_model)``, and the weights
         ``(B, n_head, T, T_k)`` when ``return_weights`` (explicit implementation only).
         """
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, T, d_model={self.d_model}), got {shape}")
+        self._check_x(x)
         B, T, _ = x.shape
+        return_weights = check_bool("return_weights", return_weights)
+        is_causal = check_bool("is_causal", is_causal)
+        if kv_cache is not None:
+            check_type("kv_cache", kv_cache, KVCache, "a KVCache or None")
         if return_weights and self.implementation != "explicit":
             raise ValueError(
                 f"return_weights=True needs implementation='explicit', got {self.implementation!r}"

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+
+from llmbook._validate import check_bool, check_choice
 
 #: The plays held out for validation (model selection, early stopping).
 VALIDATION_PLAYS: tuple[str, ...] = ("julius-caesar", "twelfth-night")
@@ -63,6 +66,9 @@ def play_paths() -> dict[str, Path]:
 
 def markdown_to_text(markdown: str, *, stage_directions: bool = False) -> str:
     """Convert one play's Markdown into plain text (rules in the module docstring)."""
+    if not isinstance(markdown, str):
+        raise ValueError(f"markdown must be a str, got {type(markdown).__name__}")
+    stage_directions = check_bool("stage_directions", stage_directions)
     speeches: list[str] = []
     for block in re.split(r"\n\s*\n", markdown):
         lines = [ln.rstrip() for ln in block.strip("\n").split("\n") if ln.strip()]
@@ -93,8 +99,7 @@ def markdown_to_text(markdown: str, *, stage_directions: bool = False) -> str:
 
 def split_plays(split: str) -> list[str]:
     """The play slugs of a split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_choice("split", split, SPLITS)
     names = list(play_paths())
     held_out = set(VALIDATION_PLAYS) | set(TEST_PLAYS)
     return {
@@ -105,19 +110,25 @@ def split_plays(split: str) -> list[str]:
     }[split]
 
 
-@cache
 def play_text(name: str, *, stage_directions: bool = False) -> str:
     """Plain text of one play, by slug (see :func:`play_paths` for the names)."""
     paths = play_paths()
-    if name not in paths:
-        raise ValueError(f"unknown play {name!r}; known plays: {', '.join(paths)}")
-    return markdown_to_text(
-        paths[name].read_text(encoding="utf-8"), stage_directions=stage_directions
-    )
+    if not isinstance(name, str) or name not in paths:
+        raise ValueError(
+            f"name must name a play, got unknown play {name!r}; known: {', '.join(paths)}"
+        )
+    return _play_text(name, check_bool("stage_directions", stage_directions))
+
+
+@cache
+def _play_text(name: str, stage_directions: bool) -> str:
+    path = play_paths()[name]
+    return markdown_to_text(path.read_text(encoding="utf-8"), stage_directions=stage_directions)
 
 
 def shakespeare(split: str = "train", *, stage_directions: bool = False) -> str:
     """The plain text of every play in ``split``, in slug order, separated by blank lines."""
+    stage_directions = check_bool("stage_directions", stage_directions)
     return "\n".join(play_text(n, stage_directions=stage_directions) for n in split_plays(split))
 
 
@@ -195,6 +206,8 @@ def pydoc_prose_and_code(topics: list[str] | None = None) -> tuple[str, str]:
     import textwrap
 
     known = pydoc_topics()
+    if topics is not None and (isinstance(topics, str) or not isinstance(topics, Iterable)):
+        raise ValueError(f"topics must be a list of topic names or None, got {topics!r:.60}")
     names = list(known) if topics is None else list(topics)
     unknown = [n for n in names if n not in known]
     if unknown:

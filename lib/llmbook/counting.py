@@ -17,6 +17,7 @@ which for GPT-2 (:math:`d_{kv} = d`, :math:`d_{\text{ff}} = 4d`) is the familiar
 
 from __future__ import annotations
 
+from llmbook._validate import check_bool, check_choice, check_int, check_type
 from llmbook.gpt import GPTConfig
 
 #: Optimizers understood by :func:`memory_bytes` and their float32 states per parameter.
@@ -24,15 +25,7 @@ OPTIMIZER_STATES: dict[str, int] = {"adam": 2, "sgd_momentum": 1, "sgd": 0}
 
 
 def _check_cfg(cfg: object) -> GPTConfig:
-    if not isinstance(cfg, GPTConfig):
-        raise ValueError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
-    return cfg
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return check_type("cfg", cfg, GPTConfig, "a GPTConfig")
 
 
 def count_parameters(cfg: GPTConfig, non_embedding: bool = False) -> int:
@@ -46,6 +39,7 @@ def count_parameters(cfg: GPTConfig, non_embedding: bool = False) -> int:
     the token embedding, the position table and an untied head (Kaplan et al.'s :math:`N`).
     """
     cfg = _check_cfg(cfg)
+    non_embedding = check_bool("non_embedding", non_embedding)
     d, d_ff, V = cfg.d_model, cfg.d_ff, cfg.vocab_size
     assert d_ff is not None and cfg.n_kv_head is not None
     d_kv = cfg.n_kv_head * cfg.d_head
@@ -80,7 +74,9 @@ def flops_per_token(
     Kaplan et al. leave out. Norms, activations and the softmax are ignored.
     """
     cfg = _check_cfg(cfg)
-    _check_int("seq_len", seq_len, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
+    training = check_bool("training", training)
+    include_head = check_bool("include_head", include_head)
     forward = (
         2 * count_parameters(cfg, non_embedding=True) + 2 * cfg.n_layer * seq_len * cfg.d_model
     )
@@ -100,9 +96,9 @@ def kv_cache_bytes(cfg: GPTConfig, batch: int, seq_len: int, bytes_per_value: in
     ``bytes_per_value``: 2 for float16/bfloat16, 4 for float32, 1 for 8-bit.
     """
     cfg = _check_cfg(cfg)
-    _check_int("batch", batch, 1)
-    _check_int("seq_len", seq_len, 1)
-    _check_int("bytes_per_value", bytes_per_value, 1)
+    batch = check_int("batch", batch, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
+    bytes_per_value = check_int("bytes_per_value", bytes_per_value, 1)
     assert cfg.n_kv_head is not None
     return 2 * cfg.n_layer * cfg.n_kv_head * cfg.d_head * seq_len * batch * bytes_per_value
 
@@ -122,8 +118,8 @@ def activation_bytes(cfg: GPTConfig, batch: int, seq_len: int) -> int:
     Embeddings and the logits are left out. For other variants it is an estimate.
     """
     cfg = _check_cfg(cfg)
-    _check_int("batch", batch, 1)
-    _check_int("seq_len", seq_len, 1)
+    batch = check_int("batch", batch, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
     s, b, h, a = seq_len, batch, cfg.d_model, cfg.n_head
     return cfg.n_layer * (34 * s * b * h + 5 * a * s * s * b)
 
@@ -154,11 +150,12 @@ def memory_bytes(
     fragmentation, and mixed precision's float32 master copy (add :math:`4P` for it).
     """
     cfg = _check_cfg(cfg)
-    _check_int("batch", batch, 1)
-    T = cfg.block_size if seq_len is None else _check_int("seq_len", seq_len, 1)
-    _check_int("bytes_per_param", bytes_per_param, 1)
-    if optimizer not in OPTIMIZER_STATES:
-        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZER_STATES)}, got {optimizer!r}")
+    batch = check_int("batch", batch, 1)
+    T = cfg.block_size if seq_len is None else check_int("seq_len", seq_len, 1)
+    bytes_per_param = check_int("bytes_per_param", bytes_per_param, 1)
+    kv_bytes = check_int("kv_cache_bytes_per_value", kv_cache_bytes_per_value, 1)
+    training = check_bool("training", training)
+    check_choice("optimizer", optimizer, tuple(OPTIMIZER_STATES))
     P = count_parameters(cfg)
     out = {"weights": bytes_per_param * P}
     if training:
@@ -166,7 +163,7 @@ def memory_bytes(
         out["optimizer"] = 4 * OPTIMIZER_STATES[optimizer] * P
         out["activations"] = activation_bytes(cfg, batch, T)
     else:
-        out["kv_cache"] = kv_cache_bytes(cfg, batch, T, kv_cache_bytes_per_value)
+        out["kv_cache"] = kv_cache_bytes(cfg, batch, T, kv_bytes)
     out["total"] = sum(out.values())
     return out
 

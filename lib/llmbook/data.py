@@ -54,27 +54,36 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from llmbook._validate import (
+    check_bool,
+    check_choice,
+    check_id_array,
+    check_int,
+    check_number,
+    check_type,
+    is_number,
+    show,
+)
 from llmbook.corpus import markdown_to_text, play_paths, play_text, split_plays
 from llmbook.ngram import NGramModel
 
 #: dtypes :func:`write_tokens` may store ids in (uint16 holds vocabularies up to 65,536).
 TOKEN_DTYPES: tuple[str, ...] = ("uint16", "uint32")
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+#: The first 8 bytes of a token file; then the dtype's name (8 bytes, NUL-padded ASCII) and
+#: the number of ids (little-endian uint64), then the ids themselves, little-endian.
+TOKEN_MAGIC: bytes = b"LLMBTOK1"
+_HEADER_BYTES = 24
 
 
 def write_tokens(ids: np.ndarray | list[int], path: str | Path, dtype: str = "uint16") -> Path:
-    """Write token ids to ``path`` as a flat binary array (no header) and return the path.
+    """Write token ids to ``path`` and return the path (Chapter 7).
 
-    ``dtype`` must hold every id: ``"uint16"`` for vocabularies up to 65,536 tokens,
-    ``"uint32"`` beyond. Open the file again with :func:`open_tokens`.
+    The file is a 24-byte header — :data:`TOKEN_MAGIC`, the dtype's name and the number of
+    ids — followed by the ids as a flat little-endian array, so :func:`open_tokens` knows
+    how to read it back and can tell a truncated or foreign file. ``dtype`` must hold every
+    id: ``"uint16"`` for vocabularies up to 65,536 tokens, ``"uint32"`` beyond.
     """
-    if dtype not in TOKEN_DTYPES:
-        raise ValueError(f"dtype must be one of {TOKEN_DTYPES}, got {dtype!r}")
+    check_choice("dtype", dtype, TOKEN_DTYPES)
     arr = np.asarray(ids)
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(
@@ -86,23 +95,60 @@ def write_tokens(ids: np.ndarray | list[int], path: str | Path, dtype: str = "ui
             f"ids must lie in [0, {high}] for dtype={dtype!r}, got [{arr.min()}, {arr.max()}]"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr.astype(dtype).tofile(path)
+    header = TOKEN_MAGIC + dtype.encode("ascii").ljust(8, b"\0") + arr.size.to_bytes(8, "little")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            f.write(header)
+            arr.astype(np.dtype(dtype).newbyteorder("<")).tofile(f)
+    except OSError as err:
+        raise ValueError(f"path {str(path)!r} is not a writable file: {err}") from None
     return path
 
 
-def open_tokens(path: str | Path, dtype: str = "uint16") -> np.memmap:
-    """Open a file written by :func:`write_tokens` as a read-only memory map."""
-    if dtype not in TOKEN_DTYPES:
-        raise ValueError(f"dtype must be one of {TOKEN_DTYPES}, got {dtype!r}")
+def open_tokens(path: str | Path, dtype: str | None = None) -> np.memmap:
+    """Open a file written by :func:`write_tokens` as a read-only memory map (Chapter 7).
+
+    The dtype is read from the file's header; ``dtype``, if given, must agree with it.
+    A file without the header (e.g. a flat array written by an older llmbook), with an
+    unknown dtype, or whose size disagrees with its count of ids is refused as corrupt.
+    """
+    if dtype is not None:
+        check_choice("dtype", dtype, TOKEN_DTYPES)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file of tokens")
     size = path.stat().st_size
-    width = np.dtype(dtype).itemsize
-    if size == 0 or size % width:
-        raise ValueError(f"{path} holds {size} bytes, not a whole number of {dtype} ids")
-    return np.memmap(path, dtype=dtype, mode="r")
+    with path.open("rb") as f:
+        header = f.read(_HEADER_BYTES)
+    if len(header) < _HEADER_BYTES or header[:8] != TOKEN_MAGIC:
+        raise ValueError(
+            f"{str(path)!r} is corrupt or not an llmbook token file: it lacks the "
+            f"{TOKEN_MAGIC!r} header that write_tokens writes; write it again"
+        )
+    stored = header[8:16].rstrip(b"\0").decode("ascii", errors="replace")
+    count = int.from_bytes(header[16:24], "little")
+    if stored not in TOKEN_DTYPES:
+        raise ValueError(f"{str(path)!r} is corrupt: its header names the dtype {stored!r}")
+    if dtype is not None and dtype != stored:
+        raise ValueError(f"{str(path)!r} holds {stored} ids, but dtype={dtype!r} was asked for")
+    width = np.dtype(stored).itemsize
+    if count == 0 or size != _HEADER_BYTES + count * width:
+        raise ValueError(
+            f"{str(path)!r} is corrupt: its header announces {count} {stored} ids "
+            f"({count * width} bytes), but {size - _HEADER_BYTES} bytes follow it"
+        )
+    little = np.dtype(stored).newbyteorder("<")
+    return np.memmap(path, dtype=little, mode="r", offset=_HEADER_BYTES, shape=(count,))
+
+
+def _check_device(device: object) -> torch.device:
+    try:
+        return torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be a torch.device or a name like 'cpu' or 'cuda', got {show(device)}"
+        ) from None
 
 
 def get_batch(
@@ -120,10 +166,13 @@ def get_batch(
     data[s_b : s_b + T]`` and ``y[b] = data[s_b + 1 : s_b + T + 1]`` as int64 tensors of
     shape ``(batch_size, block_size)`` on ``device``.
     """
-    batch_size = _positive_int("batch_size", batch_size)
-    block_size = _positive_int("block_size", block_size)
-    if not isinstance(data, np.ndarray) or data.ndim != 1:
-        raise ValueError("data must be a 1-d numpy array (or memmap) of token ids")
+    batch_size = check_int("batch_size", batch_size, 1)
+    block_size = check_int("block_size", block_size, 1)
+    data = check_id_array("data", data)
+    if generator is not None:
+        check_type("generator", generator, torch.Generator, "a torch.Generator or None")
+    if device is not None:
+        device = _check_device(device)
     if len(data) < block_size + 1:
         raise ValueError(
             f"block_size={block_size} needs at least {block_size + 1} tokens, data has {len(data)}"
@@ -164,8 +213,8 @@ def documents(split: str, unit: str = "speech", *, stage_directions: bool = Fals
     no trailing newline and, for every unit, tile the split exactly:
     ``"\n\n".join(documents(split, unit)) + "\n" == shakespeare(split)``.
     """
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    check_choice("unit", unit, UNITS)
+    stage_directions = check_bool("stage_directions", stage_directions)
     docs: list[str] = []
     for name in split_plays(split):  # raises for an unknown split
         text = play_text(name, stage_directions=stage_directions).rstrip("\n")
@@ -238,7 +287,7 @@ def shingles(text: str, k: int = 5) -> set[str]:
     than ``k`` words gives the one shingle of its whole normal form; only a text that is
     empty after normalising gives the empty set.
     """
-    k = _positive_int("k", k)
+    k = check_int("k", k, 1)
     words = normalize(text).split(" ")
     if words == [""]:
         return set()
@@ -333,10 +382,8 @@ class MinHasher:
     _BLOCK = 1 << 17
 
     def __init__(self, num_perm: int = 128, seed: int = 0) -> None:
-        self.num_perm = _positive_int("num_perm", num_perm)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        self.seed = int(seed)
+        self.num_perm = check_int("num_perm", num_perm, 1)
+        self.seed = check_int("seed", seed, 0)
         rng = np.random.default_rng(self.seed)
         self.a = rng.integers(1, MERSENNE_61, size=self.num_perm, dtype=np.uint64)
         self.b = rng.integers(0, MERSENNE_61, size=self.num_perm, dtype=np.uint64)
@@ -346,9 +393,11 @@ class MinHasher:
 
         Returns a uint64 array ``(len(x), num_perm)``.
         """
-        x = np.asarray(x, dtype=np.uint64)
-        if x.ndim != 1 or (x >= _P).any():
+        x = np.asarray(x)
+        ok = x.ndim == 1 and (x.size == 0 or np.issubdtype(x.dtype, np.integer))
+        if not ok or (x.size and (x.min() < 0 or x.max() >= MERSENNE_61)):
             raise ValueError(f"x must be a 1-d array of integers in [0, 2**61 - 1), got {x!r:.60}")
+        x = x.astype(np.uint64)
         return _affine_mod(self.a[None, :], x[:, None], self.b)
 
     def signature(self, shingle_set: set[str] | frozenset[str]) -> np.ndarray:
@@ -422,7 +471,7 @@ def lsh_candidate_probability(s: float | np.ndarray, bands: int, rows: int) -> f
     all rows of at least one band agree: :math:`P(s) = 1 - (1 - s^r)^b`, an S-curve that
     rises steepest near :func:`lsh_threshold`.
     """
-    bands, rows = _positive_int("bands", bands), _positive_int("rows", rows)
+    bands, rows = check_int("bands", bands, 1), check_int("rows", rows, 1)
     arr = np.asarray(s, dtype=np.float64)
     if not np.all((arr >= 0) & (arr <= 1)):
         raise ValueError(f"s must lie in [0, 1], got {s!r}")
@@ -432,7 +481,7 @@ def lsh_candidate_probability(s: float | np.ndarray, bands: int, rows: int) -> f
 
 def lsh_threshold(bands: int, rows: int) -> float:
     r"""The similarity where the LSH S-curve rises, :math:`t \approx (1/b)^{1/r}` (Chapter 7)."""
-    bands, rows = _positive_int("bands", bands), _positive_int("rows", rows)
+    bands, rows = check_int("bands", bands, 1), check_int("rows", rows, 1)
     return (1.0 / bands) ** (1.0 / rows)
 
 
@@ -444,7 +493,7 @@ def lsh_candidate_pairs(signatures: np.ndarray, bands: int, rows: int) -> set[tu
     pair sharing a bucket in some band is a candidate :math:`(i, j)`, :math:`i < j`.
     A bucket of m documents gives :math:`\binom{m}{2}` pairs, so remove exact duplicates first.
     """
-    bands, rows = _positive_int("bands", bands), _positive_int("rows", rows)
+    bands, rows = check_int("bands", bands, 1), check_int("rows", rows, 1)
     sig = np.asarray(signatures)
     if sig.ndim != 2 or sig.shape[1] != bands * rows:
         raise ValueError(
@@ -472,11 +521,18 @@ class NearDuplicate:
     estimated_jaccard: float
     true_jaccard: float
 
+    def __post_init__(self) -> None:
+        i, j = check_int("i", self.i, 0), check_int("j", self.j, 0)
+        if i >= j:
+            raise ValueError(f"i must be < j, got i={i}, j={j}")
+        for name in ("estimated_jaccard", "true_jaccard"):
+            check_number(name, getattr(self, name), low=0.0, high=1.0)
+
 
 def _threshold(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ValueError(f"threshold must lie in (0, 1], got {value!r}")
-    return float(value)
+    if not is_number(value) or not 0 < value <= 1:  # type: ignore[operator]
+        raise ValueError(f"threshold must lie in (0, 1], got {show(value)}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def near_duplicates(
@@ -502,8 +558,8 @@ def near_duplicates(
     """
     docs = _check_docs("docs", docs)
     threshold = _threshold(threshold)
-    k = _positive_int("k", k)
-    num_perm, bands = _positive_int("num_perm", num_perm), _positive_int("bands", bands)
+    k = check_int("k", k, 1)
+    num_perm, bands = check_int("num_perm", num_perm, 1), check_int("bands", bands, 1)
     if num_perm % bands:
         raise ValueError(f"num_perm={num_perm} must be divisible by bands={bands}")
     sets = [shingles(d, k) for d in docs]
@@ -537,7 +593,7 @@ def decontaminate(train_docs: Sequence[str], eval_docs: Sequence[str], n: int = 
     """
     train_docs = _check_docs("train_docs", train_docs)
     eval_docs = _check_docs("eval_docs", eval_docs)
-    n = _positive_int("n", n)
+    n = check_int("n", n, 1)
     seen: set[str] = set()
     for doc in eval_docs:
         seen |= shingles(doc, n)
@@ -574,8 +630,8 @@ def quality_scores(
     V = model.vocab_size  # raises if not fitted
     if not all(isinstance(t, str) and len(t) == 1 for t in model.vocab):
         raise ValueError("model must be a character model: its vocab must be single characters")
-    if oov_bits is not None and not (isinstance(oov_bits, int | float) and oov_bits >= 0):
-        raise ValueError(f"oov_bits must be a number >= 0 or None, got {oov_bits!r}")
+    if oov_bits is not None:
+        oov_bits = check_number("oov_bits", oov_bits, low=0.0, what="a finite number >= 0 or None")
     empty = next((i for i, d in enumerate(docs) if not d), None)
     if empty is not None:
         raise ValueError(f"docs[{empty}] is empty: bits per character is undefined")
@@ -623,12 +679,7 @@ def quality_filter(
     :math:`q` is :func:`quality_scores`. Returns ``(kept, scores)``: the kept indices, in
     order, and every document's score.
     """
-    if (
-        isinstance(max_bits_per_char, bool)
-        or not isinstance(max_bits_per_char, int | float)
-        or not 0 < max_bits_per_char < math.inf
-    ):
-        raise ValueError(f"max_bits_per_char must be a positive number, got {max_bits_per_char!r}")
+    max_bits_per_char = check_number("max_bits_per_char", max_bits_per_char, low=0.0, strict=True)
     scores = quality_scores(docs, model, oov_bits=oov_bits)
     return np.flatnonzero(scores <= max_bits_per_char).tolist(), scores
 
@@ -636,6 +687,7 @@ def quality_filter(
 __all__ = [
     "MERSENNE_61",
     "TOKEN_DTYPES",
+    "TOKEN_MAGIC",
     "UNICODE_BITS",
     "UNITS",
     "MinHasher",

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from llmbook._validate import check_bool, check_int, check_number, show
+
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 _SPEAKER = re.compile(r"^[^a-z\n]+:$", flags=re.MULTILINE)  # "KING HENRY V:" lines
 
@@ -42,15 +44,16 @@ def words(text: str, *, drop_speakers: bool = True) -> list[str]:
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
-    if drop_speakers:
+    if check_bool("drop_speakers", drop_speakers):
         text = _SPEAKER.sub("", text)
     return _WORD.findall(text.lower())
 
 
 def build_vocab(tokens: Sequence[str], min_count: int = 1) -> list[str]:
     """The tokens seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+    min_count = check_int("min_count", min_count, 1)
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise ValueError(f"tokens must be a list of strings (see words()), got {show(tokens)}")
     counts = Counter(tokens)
     vocab = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
     if not vocab:
@@ -67,10 +70,8 @@ def cooccurrence_matrix(ids: np.ndarray, vocab_size: int, window: int) -> np.nda
     must be removed from ``ids`` beforehand (as word2vec does with rare words), which
     brings the remaining words closer together.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be an integer >= 1, got {vocab_size!r}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    vocab_size = check_int("vocab_size", vocab_size, 1)
+    window = check_int("window", window, 1)
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(
@@ -103,8 +104,7 @@ def ppmi(counts: np.ndarray, *, alpha: float = 0.75) -> np.ndarray:
         raise ValueError(f"counts must be a non-empty 2-D matrix, got shape {counts.shape}")
     if not np.isfinite(counts).all() or (counts < 0).any():
         raise ValueError("counts must be finite and non-negative")
-    if not (isinstance(alpha, int | float) and 0 < alpha <= 1):
-        raise ValueError(f"alpha must be a number in (0, 1], got {alpha!r}")
+    alpha = check_number("alpha", alpha, low=0.0, high=1.0, strict=True)
     total = counts.sum()
     if total == 0:
         raise ValueError("counts is all zeros: no co-occurrences to learn from")
@@ -131,10 +131,8 @@ def svd_embeddings(matrix: np.ndarray, dim: int, *, power: float = 0.5) -> np.nd
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.size == 0 or not np.isfinite(m).all():
         raise ValueError(f"matrix must be a finite, non-empty 2-D array, got shape {m.shape}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= min(m.shape):
-        raise ValueError(f"dim must be an integer in [1, {min(m.shape)}], got {dim!r}")
-    if not (isinstance(power, int | float) and 0 <= power <= 1):
-        raise ValueError(f"power must be a number in [0, 1], got {power!r}")
+    dim = check_int("dim", dim, 1, min(m.shape))
+    power = check_number("power", power, low=0.0, high=1.0)
     u, s, _ = np.linalg.svd(m, full_matrices=False)
     u, s = u[:, :dim], s[:dim]
     u = u * np.sign(u[np.abs(u).argmax(0), np.arange(dim)])
@@ -142,20 +140,35 @@ def svd_embeddings(matrix: np.ndarray, dim: int, *, power: float = 0.5) -> np.nd
 
 
 def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D array (one row per word), got {e.shape}")
+    try:
+        e = np.asarray(embeddings, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"embeddings must be a 2-D array of numbers, got {show(embeddings)}"
+        ) from None
+    if e.ndim != 2 or not np.isfinite(e).all():
+        raise ValueError(
+            f"embeddings must be a finite 2-D array (one row per word), got shape {e.shape}"
+        )
     norms = np.linalg.norm(e, axis=1, keepdims=True)
     return e / np.where(norms > 0, norms, 1.0)
 
 
 def _index(vocab: Sequence[str], embeddings: np.ndarray) -> dict[str, int]:
+    if isinstance(vocab, str) or not isinstance(vocab, Sequence):
+        raise ValueError(f"vocab must be a list of words, got {show(vocab)}")
+    if not hasattr(embeddings, "__len__"):
+        raise ValueError(
+            f"embeddings must be a 2-D array (one row per word), got {show(embeddings)}"
+        )
     if len(vocab) != len(embeddings):
         raise ValueError(f"vocab has {len(vocab)} words but embeddings has {len(embeddings)} rows")
     return {w: i for i, w in enumerate(vocab)}
 
 
 def _lookup(stoi: dict[str, int], word: str, name: str) -> int:
+    if not isinstance(word, str):
+        raise ValueError(f"{name} must be a word (a str), got {show(word)}")
     if word not in stoi:
         raise ValueError(f"{name}={word!r} is not in the vocabulary")
     return stoi[word]
@@ -169,6 +182,7 @@ def nearest_neighbours(
     :math:`\cos(u, v) = u^\top v / (\lVert u\rVert\,\lVert v\rVert)`; ties are broken by
     vocabulary order.
     """
+    k = check_int("k", k, 1)
     stoi = _index(vocab, embeddings)
     unit = _unit_rows(embeddings)
     i = _lookup(stoi, word, "word")
@@ -211,8 +225,8 @@ def analogy(
     evaluation of Mikolov et al. (2013) does; without it the answer is very often ``b``
     itself (Chapter 4 measures how often).
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    k = check_int("k", k, 1)
+    exclude_inputs = check_bool("exclude_inputs", exclude_inputs)
     scores = analogy_scores(embeddings, vocab, a, b, c)
     if exclude_inputs:
         stoi = _index(vocab, embeddings)
@@ -234,6 +248,7 @@ def analogy_rank(
     """Rank (1 = best) of ``target`` among the answers of :func:`analogy`."""
     stoi = _index(vocab, embeddings)
     it = _lookup(stoi, target, "target")
+    exclude_inputs = check_bool("exclude_inputs", exclude_inputs)
     scores = analogy_scores(embeddings, vocab, a, b, c)
     if exclude_inputs:
         if target in (a, b, c):

@@ -15,18 +15,17 @@ import math
 
 import torch
 
+from llmbook._validate import check_choice, check_float_tensor, is_int
+
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 
 def _check_float(x: torch.Tensor, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    check_float_tensor(name, x)
 
 
 def _check_dim(x: torch.Tensor, dim: int) -> None:
-    if x.ndim == 0 or not -x.ndim <= dim < x.ndim:
+    if x.ndim == 0 or not is_int(dim) or not -x.ndim <= dim < x.ndim:
         raise ValueError(
             f"dim must lie in [{-x.ndim}, {x.ndim}) for a {x.ndim}-d tensor, got {dim}"
         )
@@ -46,6 +45,7 @@ def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     the approximation of the GPT-2 code (Chapter 2 measures its error).
     """
     _check_float(x)
+    check_choice("approximate", approximate, GELU_APPROXIMATIONS)
     if approximate == "none":
         return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
     if approximate == "tanh":

@@ -35,6 +35,7 @@ agree.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmbook._validate import (
+    check_bool,
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_int_ids,
+    check_number,
+    check_type,
+    show,
+)
 from llmbook.attention import (
     IMPLEMENTATIONS,
     KVCache,
@@ -62,17 +73,12 @@ NORMS: tuple[str, ...] = ("layernorm", "rmsnorm")
 ACTIVATIONS: tuple[str, ...] = ("gelu", "gelu_tanh", "relu", "swiglu")
 
 
+#: The lowest sampling temperature :meth:`GPT.generate` accepts: :math:`z/\tau` must stay
+#: finite in float32 (logits up to ~1e34); for :math:`\tau \to 0` use ``greedy=True``.
+MIN_TEMPERATURE: float = 1e-4
+
+
 # --------------------------------------------------------------------------- config
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
 @dataclass
 class GPTConfig:
     r"""The hyperparameters of :class:`GPT` (Chapter 6). Defaults are GPT-2 small's block.
@@ -129,18 +135,19 @@ class GPTConfig:
     attn_implementation: str = "explicit"
 
     def __post_init__(self) -> None:
+        # numbers are stored as plain Python ints and floats (a NumPy scalar is accepted)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
-            _positive_int(name, getattr(self, name))
+            setattr(self, name, check_int(name, getattr(self, name), 1))
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
-        _positive_int("n_kv_head", self.n_kv_head)
+        self.n_kv_head = check_int("n_kv_head", self.n_kv_head, 1)
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
-        _positive_int("d_ff", self.d_ff)
-        _choice("positional", self.positional, POSITIONALS)
-        _choice("norm", self.norm, NORMS)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _choice("attn_implementation", self.attn_implementation, IMPLEMENTATIONS)
+        self.d_ff = check_int("d_ff", self.d_ff, 1)
+        check_choice("positional", self.positional, POSITIONALS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("attn_implementation", self.attn_implementation, IMPLEMENTATIONS)
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
@@ -154,17 +161,11 @@ class GPTConfig:
             )
         if self.positional == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"positional='sinusoidal' needs an even d_model, got {self.d_model}")
-        if self.positional == "rope" and not (
-            isinstance(self.rope_base, int | float) and self.rope_base > 1
-        ):
-            raise ValueError(f"rope_base must be a number > 1, got {self.rope_base!r}")
-        if not (isinstance(self.norm_eps, int | float) and self.norm_eps > 0):
-            raise ValueError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
-        if not (isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        self.rope_base = check_number("rope_base", self.rope_base, low=1.0, strict=True)
+        self.norm_eps = check_number("norm_eps", self.norm_eps, low=0.0, strict=True)
+        self.dropout = check_number("dropout", self.dropout, low=0.0, high=1.0, high_strict=True)
         for name in ("prenorm", "bias", "tie_embeddings", "scale_residual_init"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            setattr(self, name, check_bool(name, getattr(self, name)))
 
     @property
     def d_head(self) -> int:
@@ -180,11 +181,71 @@ class RMSNorm(nn.Module):
 
     def __init__(self, d: int, eps: float) -> None:
         super().__init__()
-        self.eps = eps
+        d = check_int("d", d, 1)
+        self.eps = check_number("eps", eps, low=0.0, strict=True)
         self.weight = nn.Parameter(torch.ones(d))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x`` ``(..., d)`` over its last dimension."""
+        _check_x(x, self.weight)
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def _check_cfg(cfg: object) -> GPTConfig:
+    return check_type("cfg", cfg, GPTConfig, "a GPTConfig")
+
+
+def _check_x(x: object, weight: Tensor) -> Tensor:
+    """``x`` ``(..., d)``, if it matches ``weight`` (``(d_out, d)`` or ``(d,)``) in its last
+    dimension, dtype and device."""
+    x = check_float_tensor("x", x, shape="(..., d)")
+    d = weight.shape[-1]
+    if x.ndim == 0 or x.shape[-1] != d:
+        raise ValueError(f"x must have shape (..., {d}), got {tuple(x.shape)}")
+    if (x.dtype, x.device) != (weight.dtype, weight.device):
+        raise ValueError(
+            f"x must match the module's parameters, {weight.dtype} on {weight.device}, got "
+            f"{x.dtype} on {x.device}"
+        )
+    return x
+
+
+def _check_positions(
+    positions: object, B: int, T: int, device: torch.device, limit: int | None = None
+) -> Tensor:
+    """``positions`` as int64 on ``device``: an integer tensor ``(T,)`` or ``(B, T)`` with
+    values in ``[0, limit)`` (``limit`` None: any value >= 0)."""
+    ok = isinstance(positions, Tensor) and not positions.is_floating_point()
+    if not ok or positions.is_complex() or positions.dtype == torch.bool:  # type: ignore[union-attr]
+        raise ValueError(
+            f"positions must be an integer tensor of shape (T,) or (B, T), got {show(positions)}"
+        )
+    assert isinstance(positions, Tensor)
+    if tuple(positions.shape) not in ((T,), (B, T)):
+        raise ValueError(
+            f"positions must have shape (T,) = ({T},) or (B, T) = ({B}, {T}), got "
+            f"{tuple(positions.shape)}"
+        )
+    lo, hi = int(positions.min()), int(positions.max())
+    if lo < 0 or (limit is not None and hi >= limit):
+        allowed = f"in [0, block_size={limit}) (the table's rows)" if limit else ">= 0"
+        raise ValueError(f"positions must be {allowed}, got values in [{lo}, {hi}]")
+    return positions.to(device=device, dtype=torch.long)
+
+
+def _check_attn_mask(mask: object, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """``mask`` on ``device``, if it is a bool tensor broadcastable to ``shape``."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor (True = may attend), got {show(mask)}")
+    try:
+        ok = torch.broadcast_shapes(mask.shape, shape) == torch.Size(shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to (B, n_head, T, T_k) = {shape}"
+        )
+    return mask.to(device)
 
 
 def _norm(cfg: GPTConfig) -> nn.Module:
@@ -200,10 +261,12 @@ class CausalSelfAttention(MultiHeadAttention):
     :class:`~llmbook.attention.MultiHeadAttention`; ``forward`` is rewritten to rotate
     :math:`q, k` with RoPE (``"half"`` layout, as in Hugging Face Llama) at absolute
     positions ``offset + t`` before the cache stores the keys, or to add ALiBi's bias
-    :math:`-m_h (i - j)` to the scores.
+    :math:`-m_h (i - j)` to the scores. Explicit ``positions`` replace ``offset + t`` (packed
+    sequences restart them at 0 per document), and a ``mask`` can narrow the causal mask.
     """
 
     def __init__(self, cfg: GPTConfig) -> None:
+        _check_cfg(cfg)
         super().__init__(cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.attn_implementation)
         self.positional = cfg.positional
         if cfg.positional == "rope":
@@ -212,10 +275,39 @@ class CausalSelfAttention(MultiHeadAttention):
         if cfg.positional == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_head), persistent=False)
 
-    def forward(self, x: Tensor, kv_cache: KVCache | None = None) -> Tensor:  # type: ignore[override]
-        """Attend ``x`` ``(B, T, d_model)`` causally to itself and to the cached past."""
+    def forward(  # type: ignore[override]
+        self,
+        x: Tensor,
+        kv_cache: KVCache | None = None,
+        *,
+        positions: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Attend ``x`` ``(B, T, d_model)`` causally to itself and to the cached past.
+
+        Args:
+            positions: each token's position, an integer tensor ``(T,)`` or ``(B, T)`` with
+                values >= 0; default ``offset + t``, ``offset`` being the cache length. RoPE
+                rotates queries and keys by them (Chapter 4); ALiBi's distance is their
+                difference (then the cache must be empty: it does not store positions).
+            mask: a bool tensor (True = may attend) broadcastable to ``(B, n_head, T,
+                offset + T)``, intersected with the causal mask; e.g. block-diagonal, so
+                that documents packed in one row do not attend to each other.
+        """
+        self._check_x(x)
+        if kv_cache is not None:
+            check_type("kv_cache", kv_cache, KVCache, "a KVCache or None")
         B, T, _ = x.shape
         offset = 0 if kv_cache is None else kv_cache.length
+        if positions is not None:
+            positions = _check_positions(positions, B, T, x.device)
+            if self.positional == "alibi" and offset > 0:
+                raise ValueError(
+                    "positions with positional='alibi' need an empty kv_cache: the cache does"
+                    " not store the positions of its keys"
+                )
+        if mask is not None:
+            mask = _check_attn_mask(mask, (B, self.n_head, T, offset + T), x.device)
         if B * T >= 64:  # many rows: one matmul with [W_Q; W_K; W_V] beats three
             w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
             b = None
@@ -229,26 +321,37 @@ class CausalSelfAttention(MultiHeadAttention):
         k = k.view(B, T, self.n_kv_head, self.d_head).transpose(1, 2)
         v = v.view(B, T, self.n_kv_head, self.d_head).transpose(1, 2)
         if self.positional == "rope":
-            pos = torch.arange(offset, offset + T, device=x.device)
+            if positions is None:
+                pos = torch.arange(offset, offset + T, device=x.device)
+            else:  # (B, T) becomes (B, 1, T): the same positions for every head
+                pos = positions if positions.ndim == 1 else positions[:, None, :]
             q = apply_rope(q, pos, freqs=self.rope_freqs, layout="half")
             k = apply_rope(k, pos, freqs=self.rope_freqs, layout="half")
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)
         T_k = k.shape[2]
-        if self.implementation == "fused" and self.positional != "alibi" and T in (1, T_k):
+        fast = mask is None and self.positional != "alibi" and T in (1, T_k)
+        if self.implementation == "fused" and fast:
             # The same mask said the fast way: no mask for one query (it sees every cached
             # key), torch's is_causal=True (its flash kernel skips masked blocks) for T_q = T_k.
             out = F.scaled_dot_product_attention(
                 q, k, v, is_causal=T > 1, enable_gqa=self.n_kv_head != self.n_head
             )
             return self.out_proj(out.transpose(1, 2).reshape(B, T, self.d_model))  # type: ignore[union-attr]
-        mask: Tensor = causal_mask(T, T_k, offset=offset, device=x.device)
+        allowed = causal_mask(T, T_k, offset=offset, device=x.device)
+        if mask is not None:
+            allowed = allowed & mask
+        scores_mask: Tensor = allowed
         if self.positional == "alibi":
-            i = torch.arange(offset, offset + T, device=x.device, dtype=x.dtype)[:, None]
-            j = torch.arange(T_k, device=x.device, dtype=x.dtype)[None, :]
+            if positions is None:
+                i = torch.arange(offset, offset + T, device=x.device, dtype=x.dtype)[:, None]
+                j = torch.arange(T_k, device=x.device, dtype=x.dtype)[None, :]
+            else:  # keys are this step's tokens (empty cache): (T, T) or (B, 1, T, T)
+                p = positions.to(x.dtype) if positions.ndim == 1 else positions[:, None].to(x.dtype)
+                i, j = p[..., :, None], p[..., None, :]
             bias = -self.alibi_slopes.to(x.dtype)[:, None, None] * (i - j)
-            mask = bias.masked_fill(~mask, -math.inf)
-        out = scaled_dot_product_attention(q, k, v, mask, implementation=self.implementation)
+            scores_mask = bias.masked_fill(~allowed, -math.inf)
+        out = scaled_dot_product_attention(q, k, v, scores_mask, implementation=self.implementation)
         return self.out_proj(out.transpose(1, 2).reshape(B, T, self.d_model))  # type: ignore[union-attr]
 
 
@@ -259,6 +362,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
+        _check_cfg(cfg)
         d, d_ff = cfg.d_model, cfg.d_ff
         assert d_ff is not None
         self.activation = cfg.activation
@@ -269,6 +373,7 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # torch's one-kernel activations; equal to llmbook.functional's written-out
         # gelu/silu/relu (tests/test_gpt.py), several times faster than the formulas.
+        _check_x(x, self.fc.weight)
         h = self.fc(x)
         if self.up is not None:
             h = F.silu(h) * self.up(x)
@@ -288,17 +393,28 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
+        _check_cfg(cfg)
         self.prenorm = cfg.prenorm
         self.ln_1, self.attn = _norm(cfg), CausalSelfAttention(cfg)
         self.ln_2, self.mlp = _norm(cfg), FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        kv_cache: KVCache | None = None,
+        *,
+        positions: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Apply the block to ``x`` ``(B, T, d_model)`` (with the layer's cache, if any);
+        ``positions`` and ``mask`` go to :meth:`CausalSelfAttention.forward`."""
+        self.attn._check_x(x)
         drop = self.drop if self.drop.p > 0 else _identity
         if self.prenorm:
-            x = x + drop(self.attn(self.ln_1(x), kv_cache))
+            x = x + drop(self.attn(self.ln_1(x), kv_cache, positions=positions, mask=mask))
             return x + drop(self.mlp(self.ln_2(x)))
-        x = self.ln_1(x + drop(self.attn(x, kv_cache)))
+        x = self.ln_1(x + drop(self.attn(x, kv_cache, positions=positions, mask=mask)))
         return self.ln_2(x + drop(self.mlp(x)))
 
 
@@ -310,9 +426,7 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        if not isinstance(cfg, GPTConfig):
-            raise ValueError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
-        self.config = cfg
+        self.config = _check_cfg(cfg)
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = (
             LearnedPositionalEmbedding(cfg.block_size, cfg.d_model)
@@ -345,6 +459,7 @@ class GPT(nn.Module):
         """The number of parameters (a tied matrix counted once). ``non_embedding``
         excludes the token embedding, the learned position table and an untied output
         head: Kaplan et al.'s :math:`N` (Chapter 6), see :func:`llmbook.counting`."""
+        non_embedding = check_bool("non_embedding", non_embedding)
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= self.wte.weight.numel()
@@ -355,18 +470,43 @@ class GPT(nn.Module):
         return n
 
     def _check_idx(self, idx: object, name: str = "idx") -> Tensor:
-        if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.is_floating_point():
-            what = f"{idx.dtype} {tuple(idx.shape)}" if isinstance(idx, Tensor) else type(idx)
-            raise ValueError(f"{name} must be a 2-d integer tensor (B, T), got {what}")
-        V = self.config.vocab_size
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= V):
+        """``idx`` as int64 ``(B, T)`` ids (any integer dtype accepted) on the model's device."""
+        idx = check_int_ids(name, idx, ndim=2, high=self.config.vocab_size)
+        if idx.device != self.wte.weight.device:
             raise ValueError(
-                f"{name} has ids in [{int(idx.min())}, {int(idx.max())}]; allowed: 0..{V - 1}"
+                f"{name} is on {idx.device}, the model on {self.wte.weight.device}; move one"
             )
+        if idx.shape[1] == 0:
+            raise ValueError(f"{name} must contain at least one position, got T=0")
         return idx
 
+    def _check_targets(self, targets: object, idx: Tensor) -> Tensor:
+        """``targets`` as int64, shaped like ``idx``, ids in ``0..V-1`` or -100 (ignored),
+        with at least one scored position."""
+        ok = isinstance(targets, Tensor) and targets.shape == idx.shape
+        if not ok or targets.is_floating_point() or targets.dtype in (torch.bool, torch.uint8):
+            raise ValueError(
+                f"targets must be an integer tensor of idx's shape {tuple(idx.shape)} "
+                f"(signed, as -100 marks an ignored position), got {show(targets)}"
+            )
+        targets = targets.long().to(idx.device)
+        scored = targets[targets != -100]
+        if scored.numel() == 0:
+            raise ValueError(
+                "targets has no scored position: every target is the ignore index -100, "
+                "so the mean loss over no tokens is undefined"
+            )
+        if int(scored.min()) < 0 or int(scored.max()) >= self.config.vocab_size:
+            raise ValueError(f"targets must be ids in 0..{self.config.vocab_size - 1} or -100")
+        return targets
+
     def _logits(
-        self, idx: Tensor, caches: list[KVCache] | None = None, last_only: bool = False
+        self,
+        idx: Tensor,
+        caches: list[KVCache] | None = None,
+        last_only: bool = False,
+        positions: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
         offset = 0 if caches is None else caches[0].length
         T = idx.shape[1]
@@ -376,33 +516,57 @@ class GPT(nn.Module):
                 f"block_size={self.config.block_size}"
             )
         x = self.wte(idx)
-        if self.wpe is not None:
+        if positions is not None and self.wpe is not None:
+            x = x + self.wpe.weight[positions]  # rows P[p] of the learned table
+        elif positions is not None and self.config.positional == "sinusoidal":
+            x = x + self.sinusoid[positions].to(x.dtype)
+        elif self.wpe is not None:
             x = self.wpe(x, offset)
         elif self.config.positional == "sinusoidal":
             x = x + self.sinusoid[offset : offset + T].to(x.dtype)
         if self.drop.p > 0:
             x = self.drop(x)
         for n, block in enumerate(self.blocks):
-            x = block(x, None if caches is None else caches[n])
+            cache = None if caches is None else caches[n]
+            x = block(x, cache, positions=positions, mask=mask)
         if last_only:  # generation needs only the next-token distribution
             x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x))
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        idx: Tensor,
+        targets: Tensor | None = None,
+        *,
+        positions: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """Logits ``(B, T, V)`` for ids ``idx`` ``(B, T)``, and the cross-entropy against
-        ``targets`` ``(B, T)`` (the next tokens; -100 = ignore) or None."""
-        self._check_idx(idx)
-        if idx.shape[1] == 0:
-            raise ValueError("idx must contain at least one position, got T=0")
-        logits = self._logits(idx)
+        ``targets`` ``(B, T)`` (the next tokens; -100 = ignore) or None.
+
+        ``idx`` may have any integer dtype (``uint8``, ``int32``…), ``targets`` any signed
+        one; at least one target must be scored (not -100), else the loss is undefined.
+        ``positions`` (integers ``(T,)`` or ``(B, T)``, default ``0, …, T-1``) are each
+        token's position: the rows of a learned or sinusoidal table (then below
+        ``block_size``), RoPE's angles or ALiBi's distances (Chapter 4). ``mask`` (bool,
+        True = may attend, broadcastable to ``(B, n_head, T, T)``) narrows the causal mask
+        in every layer. Together they run packed documents: positions restart at 0 in each
+        and a block-diagonal mask keeps them apart, which gives each document's logits
+        alone (tested).
+        """
+        idx = self._check_idx(idx)
+        B, T = idx.shape
+        if positions is not None:
+            tables = ("learned", "sinusoidal")
+            limit = self.config.block_size if self.config.positional in tables else None
+            positions = _check_positions(positions, B, T, idx.device, limit)
+        if mask is not None:
+            mask = _check_attn_mask(mask, (B, self.config.n_head, T, T), idx.device)
+        if targets is not None:  # checked before the forward pass is paid for
+            targets = self._check_targets(targets, idx)
+        logits = self._logits(idx, positions=positions, mask=mask)
         if targets is None:
             return logits, None
-        if not isinstance(targets, Tensor) or targets.shape != idx.shape:
-            what = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets)
-            raise ValueError(f"targets must have idx's shape {tuple(idx.shape)}, got {what}")
-        ok = targets[targets != -100]
-        if ok.numel() and (int(ok.min()) < 0 or int(ok.max()) >= self.config.vocab_size):
-            raise ValueError(f"targets must be ids in 0..{self.config.vocab_size - 1} or -100")
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         return logits, loss
 
@@ -426,19 +590,24 @@ class GPT(nn.Module):
         the sequence outgrows ``block_size`` the window slides (only the last
         ``block_size`` tokens are read); positions then shift, the cache is invalid, and the
         remaining steps recompute the window, exactly as ``use_cache=False`` does. Call
-        ``model.eval()`` first when ``dropout > 0``.
+        ``model.eval()`` first when ``dropout > 0``. ``temperature`` must be at least
+        :data:`MIN_TEMPERATURE` (below it :math:`z/\tau` can overflow; use ``greedy=True``).
         """
-        self._check_idx(idx)
-        if idx.shape[1] == 0:
-            raise ValueError("idx must contain at least one position, got T=0")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        if not greedy and not (isinstance(temperature, int | float) and temperature > 0):
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+        idx = self._check_idx(idx)
+        max_new_tokens = check_int("max_new_tokens", max_new_tokens, 0)
+        greedy = check_bool("greedy", greedy)
+        use_cache = check_bool("use_cache", use_cache)
+        if not greedy:
+            temperature = check_number(
+                "temperature",
+                temperature,
+                low=MIN_TEMPERATURE,
+                what=f"a finite number >= MIN_TEMPERATURE = {MIN_TEMPERATURE:g} (or greedy=True)",
+            )
         if top_k is not None:
-            _positive_int("top_k", top_k)
+            top_k = check_int("top_k", top_k, 1)
+        if generator is not None:
+            check_type("generator", generator, torch.Generator, "a torch.Generator or None")
         L = self.config.block_size
         caches = [KVCache(L) for _ in self.blocks] if use_cache else None
         step_in = idx[:, -L:]
@@ -449,7 +618,7 @@ class GPT(nn.Module):
             if greedy:
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:
-                logits = logits / temperature
+                logits = logits.float() / temperature
                 if top_k is not None and top_k < logits.shape[-1]:
                     kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
                     logits = logits.masked_fill(logits < kth, -math.inf)
@@ -463,7 +632,7 @@ class GPT(nn.Module):
     @classmethod
     def from_hf_gpt2(cls, hf_model: Any) -> GPT:
         """A :class:`GPT` with the weights of a Hugging Face ``GPT2LMHeadModel``."""
-        c = hf_model.config
+        c = _hf_config(hf_model, "gpt2", "GPT2LMHeadModel")
         for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
             if getattr(c, flag, False):
                 raise ValueError(f"GPT-2 config option {flag}=True is not supported")
@@ -500,7 +669,17 @@ class GPT(nn.Module):
         Without ``config``, the sizes are read from the shapes (``n_head`` cannot be, so it
         is an argument) and the rest is GPT-2's.
         """
+        if not isinstance(state_dict, Mapping) or not all(
+            isinstance(v, Tensor) for v in state_dict.values()
+        ):
+            raise ValueError(
+                f"state_dict must map parameter names to tensors, got {show(state_dict)}"
+            )
+        if config is not None:
+            check_type("config", config, GPTConfig, "a GPTConfig or None")
+        n_head = check_int("n_head", n_head, 1)
         sd = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
+        _require_keys(sd, ("wte.weight", "wpe.weight", "h.0.mlp.c_fc.weight"))
         if config is None:
             V, d = sd["wte.weight"].shape
             n_layer = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("h."))
@@ -515,6 +694,11 @@ class GPT(nn.Module):
                 or state_dict["lm_head.weight"].data_ptr() == sd["wte.weight"].data_ptr(),
             )
         d = config.d_model
+        _require_keys(
+            sd,
+            ["ln_f.weight", "ln_f.bias"]
+            + [f"h.{n}.{k}" for n in range(config.n_layer) for k in _GPT2_LAYER],
+        )
         out: dict[str, Tensor] = {"wte.weight": sd["wte.weight"], "wpe.weight": sd["wpe.weight"]}
         for n in range(config.n_layer):
             h, b = f"h.{n}.", f"blocks.{n}."
@@ -537,7 +721,7 @@ class GPT(nn.Module):
     def from_hf_llama(cls, hf_model: Any) -> GPT:
         """A :class:`GPT` with the weights of a Hugging Face ``LlamaForCausalLM``: RoPE in
         the "half" layout, RMSNorm, SwiGLU, grouped-query attention, no biases."""
-        c = hf_model.config
+        c = _hf_config(hf_model, "llama", "LlamaForCausalLM")
         rope = getattr(c, "rope_parameters", None) or {}
         if rope.get("rope_type", "default") != "default":
             raise ValueError(f"only default RoPE is supported, got {rope.get('rope_type')!r}")
@@ -591,6 +775,30 @@ class GPT(nn.Module):
         return _build(cfg, out, sd["model.embed_tokens.weight"].dtype)
 
 
+_GPT2_LAYER = tuple(
+    f"{m}.{p}"
+    for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj", "ln_1", "ln_2")
+    for p in ("weight", "bias")
+)
+
+
+def _hf_config(hf_model: Any, model_type: str, kind: str) -> Any:
+    """The config of a Hugging Face model of ``model_type``, or a clear error."""
+    c = getattr(hf_model, "config", None)
+    if getattr(c, "model_type", None) != model_type or not hasattr(hf_model, "state_dict"):
+        raise ValueError(
+            f"hf_model must be a Hugging Face {kind} (config.model_type {model_type!r}), "
+            f"got {type(hf_model).__name__} with model_type {getattr(c, 'model_type', None)!r}"
+        )
+    return c
+
+
+def _require_keys(sd: Mapping[str, Tensor], keys: Sequence[str]) -> None:
+    missing = [k for k in keys if k not in sd]
+    if missing:
+        raise ValueError(f"state_dict is not a GPT-2 state dict: it lacks {missing[:5]}")
+
+
 def _build(cfg: GPTConfig, state: dict[str, Tensor], dtype: torch.dtype) -> GPT:
     """Construct a GPT for ``cfg`` and copy ``state`` in; every parameter must be given."""
     model = GPT(cfg).to(dtype)
@@ -611,6 +819,7 @@ def _build(cfg: GPTConfig, state: dict[str, Tensor], dtype: torch.dtype) -> GPT:
 __all__ = [
     "ACTIVATIONS",
     "GPT",
+    "MIN_TEMPERATURE",
     "NORMS",
     "POSITIONALS",
     "Block",

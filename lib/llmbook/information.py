@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmbook._validate import check_int, check_number, show
+
 Array = Any  # a numpy.ndarray, a torch.Tensor, or array-like
 _ATOL = 1e-6  # tolerance on "sums to one" (float32 round-off over ~10^5 terms stays below it)
 
@@ -42,15 +44,41 @@ def _as_float(x: Any, xp: Any, name: str, like: Any = None) -> Array:
 
 
 def _check_base(base: float) -> float:
-    if not (isinstance(base, int | float) and base > 0 and base != 1 and math.isfinite(base)):
-        raise ValueError(
-            f"base must be a positive number other than 1 (e.g. 2 or math.e), got {base!r}"
-        )
-    return float(base)
+    what = "a positive number other than 1 (e.g. 2 or math.e)"
+    b = check_number("base", base, low=0.0, strict=True, what=what)
+    if b == 1:
+        raise ValueError(f"base must be {what}, got {base!r}")
+    return b
+
+
+def _as_loss(x: Any, name: str, nonnegative: bool = False) -> Array | float:
+    """A loss as a float tensor (integers converted), or as a NumPy float64 array or float;
+    with ``nonnegative``, refuse values below 0."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
+        out = x if x.is_floating_point() else x.to(torch.float64)
+        bad = bool(torch.isnan(out).any())
+        if nonnegative and (bad or bool((out < 0).any())):
+            raise ValueError(f"{name} must be >= 0 (a cross-entropy), got a negative value or NaN")
+    else:
+        try:
+            out = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must be a number or an array of numbers, got {show(x)}"
+            ) from None
+        bad = bool(np.isnan(out).any())
+        if nonnegative and (bad or bool((out < 0).any())):
+            raise ValueError(f"{name} must be >= 0 (a cross-entropy), got {show(x)}")
+    if bad:
+        raise ValueError(f"{name} must be a number, got NaN")
+    return out if isinstance(out, torch.Tensor) or out.ndim else float(out)
 
 
 def _check_distribution(p: Array, name: str, axis: int) -> None:
     xp = torch if isinstance(p, torch.Tensor) else np
+    check_int("axis", axis, -p.ndim, p.ndim - 1)
     if p.shape[axis] == 0:
         raise ValueError(f"{name} is empty along axis {axis}; a distribution needs an outcome")
     if bool((p < 0).any()):
@@ -164,24 +192,21 @@ def perplexity(loss: Array | float, *, base: float = math.e) -> Array | float:
     """
     base = _check_base(base)
     if isinstance(loss, torch.Tensor):
-        if bool((loss < 0).any()) or bool(torch.isnan(loss).any()):
-            raise ValueError("loss must be >= 0 (a cross-entropy), got a negative value or NaN")
+        loss = _as_loss(loss, "loss", nonnegative=True)  # integers become float64: e^2, not 4
         return torch.pow(torch.as_tensor(base, dtype=loss.dtype, device=loss.device), loss)
-    arr = np.asarray(loss, dtype=np.float64)
-    if bool((arr < 0).any()) or bool(np.isnan(arr).any()):
-        raise ValueError(f"loss must be >= 0 (a cross-entropy), got {loss!r}")
+    arr = np.asarray(_as_loss(loss, "loss", nonnegative=True))
     out = np.power(base, arr)
     return float(out) if out.ndim == 0 else out
 
 
 def nats_to_bits(x: Array | float) -> Array | float:
     r"""Convert nats to bits: :math:`x / \ln 2`."""
-    return x / math.log(2)
+    return _as_loss(x, "x") / math.log(2)
 
 
 def bits_to_nats(x: Array | float) -> Array | float:
     r"""Convert bits to nats: :math:`x \cdot \ln 2`."""
-    return x * math.log(2)
+    return _as_loss(x, "x") * math.log(2)
 
 
 def per_unit(loss_per_token: Array | float, n_tokens: int, n_units: int) -> Array | float:
@@ -192,19 +217,19 @@ def per_unit(loss_per_token: Array | float, n_tokens: int, n_units: int) -> Arra
     ``n_tokens`` :math:`T` and ``n_units`` :math:`U` covering the same text. This is how
     models with different tokenizers are compared fairly (Chapter 1, eq. ``eq-per-unit``).
     """
-    for name, n in (("n_tokens", n_tokens), ("n_units", n_units)):
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return loss_per_token * (n_tokens / n_units)
+    n_tokens, n_units = check_int("n_tokens", n_tokens, 1), check_int("n_units", n_units, 1)
+    return _as_loss(loss_per_token, "loss_per_token") * (n_tokens / n_units)
 
 
 def bits_per_character(
     loss_nats_per_token: Array | float, n_tokens: int, n_chars: int
 ) -> Array | float:
     """Bits per character of a per-token loss in nats: ``per_unit`` followed by ``nats_to_bits``."""
+    check_int("n_chars", n_chars, 1)
     return nats_to_bits(per_unit(loss_nats_per_token, n_tokens, n_chars))
 
 
 def bits_per_byte(loss_nats_per_token: Array | float, n_tokens: int, n_bytes: int) -> Array | float:
     """Bits per UTF-8 byte of a per-token loss in nats (the tokenizer-free yardstick)."""
+    check_int("n_bytes", n_bytes, 1)
     return nats_to_bits(per_unit(loss_nats_per_token, n_tokens, n_bytes))

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmbook._validate import check_choice, check_int, check_number, is_int, show
+
 SMOOTHING = ("add_k", "kneser_ney")
 
 
@@ -47,6 +49,11 @@ class _Table:
     ctx_total: np.ndarray  # sum of counts over followers of each context
     ctx_types: np.ndarray  # number of distinct followers of each context
     discount: float  # Kneser–Ney absolute discount D for this order
+
+
+def _check_tokens(tokens: object, name: str = "tokens") -> None:
+    if not isinstance(tokens, str | Sequence | np.ndarray):
+        raise ValueError(f"{name} must be a string or a sequence of tokens, got {show(tokens)}")
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -95,13 +102,10 @@ class NGramModel:
         k: float = 1.0,
         vocab: Sequence[Hashable] | None = None,
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        if smoothing not in SMOOTHING:
-            raise ValueError(f"smoothing must be one of {SMOOTHING}, got {smoothing!r}")
-        if not (isinstance(k, int | float) and math.isfinite(k) and k >= 0):
-            raise ValueError(f"k must be a finite number >= 0, got {k!r}")
-        self.n, self.smoothing, self.k = n, smoothing, float(k)
+        n = check_int("n", n, 1)
+        check_choice("smoothing", smoothing, SMOOTHING)
+        k = check_number("k", k, low=0.0)
+        self.n, self.smoothing, self.k = n, smoothing, k
         self.vocab: list[Hashable] | None = None if vocab is None else list(vocab)
         if self.vocab is not None:
             if len(self.vocab) == 0:
@@ -123,25 +127,33 @@ class NGramModel:
         self._check_fitted()
         return self._encode(tokens)
 
-    def _encode(self, tokens: str | Sequence[Hashable]) -> np.ndarray:
+    def _encode(self, tokens: str | Sequence[Hashable], name: str = "tokens") -> np.ndarray:
+        _check_tokens(tokens, name)
         try:
             return np.fromiter((self._stoi[t] for t in tokens), dtype=np.int64, count=len(tokens))
         except KeyError:
             unknown = sorted({repr(t) for t in tokens if t not in self._stoi})
             raise ValueError(
-                f"tokens contain symbols outside the model's vocabulary: "
+                f"{name} contain symbols outside the model's vocabulary: "
                 f"{', '.join(unknown[:10])}; pass vocab=... to the model to cover held-out symbols"
             ) from None
 
     def decode(self, ids: Sequence[int]) -> str | list[Hashable]:
         """Tokens for ``ids``: a string if the vocabulary is single characters, else a list."""
         self._check_fitted()
+        V = len(self.vocab)
+        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence | np.ndarray):
+            raise ValueError(f"ids must be a sequence of integer ids, got {show(ids)}")
+        bad = next((i for i in ids if not is_int(i) or not 0 <= i < V), None)
+        if bad is not None:  # a negative id would silently index from the end
+            raise ValueError(f"ids must be integers in [0, {V}), got {show(bad)}")
         toks = [self.vocab[int(i)] for i in ids]
         return "".join(toks) if self._chars else toks
 
     # ----------------------------------------------------------------- training
     def fit(self, tokens: str | Sequence[Hashable]) -> NGramModel:
         """Count every m-gram, m = 1…n, of ``tokens`` and build the smoothing tables."""
+        _check_tokens(tokens)
         if len(tokens) == 0:
             raise ValueError("tokens is empty: an n-gram model needs training text")
         if self.vocab is None:
@@ -187,8 +199,17 @@ class NGramModel:
         """
         self._check_fitted()
         V = len(self.vocab)
-        contexts = np.asarray(contexts, dtype=np.int64).reshape(len(contexts), self.n - 1)
-        targets = np.asarray(targets, dtype=np.int64)
+        contexts, targets = np.asarray(contexts), np.asarray(targets)
+        for name, a in (("contexts", contexts), ("targets", targets)):
+            if a.size and not np.issubdtype(a.dtype, np.integer):  # floats would be truncated
+                raise ValueError(f"{name} must hold integer token ids, got dtype {a.dtype}")
+        if contexts.ndim != 2 or contexts.shape[1] != self.n - 1:
+            if not (self.n == 1 and contexts.ndim == 1):  # a unigram's (N,) empty contexts
+                raise ValueError(
+                    f"contexts must have shape (N, n-1) = (N, {self.n - 1}), got {contexts.shape}"
+                )
+        contexts = contexts.astype(np.int64).reshape(len(contexts), self.n - 1)
+        targets = targets.astype(np.int64)
         if targets.ndim not in (1, 2) or targets.shape[0] != contexts.shape[0]:
             raise ValueError(
                 f"targets must be (N,) or (N, K) with N = len(contexts) = {contexts.shape[0]}, "
@@ -237,7 +258,8 @@ class NGramModel:
     def next_distribution(self, context: str | Sequence[Hashable] = "") -> np.ndarray:
         r""":math:`p(\cdot\mid\text{context})` over the whole vocabulary, shape ``(V,)``."""
         self._check_fitted()
-        ids = self.encode(context)[-(self.n - 1) :] if self.n > 1 else np.array([], np.int64)
+        ids = self._encode(context, "context")[-(self.n - 1) :]
+        ids = ids if self.n > 1 else np.array([], np.int64)
         ctx = np.full((1, self.n - 1), -1, dtype=np.int64)
         if ids.size:
             ctx[0, -ids.size :] = ids
@@ -257,7 +279,7 @@ class NGramModel:
 
     def cross_entropy(self, tokens: str | Sequence[Hashable], *, base: float = math.e) -> float:
         r"""Per-token cross-entropy :math:`-\frac1T\sum_t \log_b p(x_t\mid x_{<t})`, in nats."""
-        if not (base > 0 and base != 1):
+        if check_number("base", base, low=0.0, strict=True) == 1:
             raise ValueError(f"base must be positive and not 1, got {base!r}")
         return float(-self.logprobs(tokens).mean() / math.log(base))
 
@@ -273,11 +295,11 @@ class NGramModel:
         ``rng`` is a ``numpy.random.Generator`` (from :func:`llmbook.seed_everything`);
         the result is the prompt followed by the sampled tokens.
         """
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise ValueError(f"length must be an integer >= 0, got {length!r}")
+        length = check_int("length", length, 0)
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        ids = list(self.encode(prompt))
+        self._check_fitted()
+        ids = list(self._encode(prompt, "prompt"))
         for _ in range(length):
             ctx = ids[-(self.n - 1) :] if self.n > 1 else []
             p = self.next_distribution(self.decode(ctx) if ctx else self._empty())

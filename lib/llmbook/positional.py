@@ -30,6 +30,15 @@ import math
 import torch
 from torch import Tensor, nn
 
+from llmbook._validate import (
+    check_bool,
+    check_choice,
+    check_float_dtype,
+    check_float_tensor,
+    check_int,
+    check_number,
+)
+
 #: The context-extension rules understood by :func:`rope_frequencies`.
 SCALINGS: tuple[str, ...] = ("none", "linear", "ntk", "yarn")
 #: Pairing conventions of :func:`apply_rope`: coordinates (2i, 2i+1), or (i, i + d/2).
@@ -37,28 +46,15 @@ LAYOUTS: tuple[str, ...] = ("interleaved", "half")
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_even(name: str, value: object) -> int:
+    value = check_int(name, value, 2)
+    if value % 2:
+        raise ValueError(f"{name} must be even (coordinates come in pairs), got {value!r}")
     return value
 
 
-def _check_even(name: str, value: object) -> int:
-    _check_int(name, value, 2)
-    if value % 2:  # type: ignore[operator]
-        raise ValueError(f"{name} must be even (coordinates come in pairs), got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _check_number(name: str, value: object, *, low: float, strict: bool, what: str) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):  # type: ignore[operator]
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
 def _check_base(base: object) -> float:
-    return _check_number("base", base, low=1.0, strict=True, what="a finite number > 1")
+    return check_number("base", base, low=1.0, strict=True, what="a finite number > 1")
 
 
 def _inverse_frequencies(d: int, base: float, dtype: torch.dtype, device=None) -> Tensor:
@@ -86,9 +82,10 @@ def sinusoidal_encoding(
     d_{\text{model}}/2 - 1` (Chapter 4, eq. ``eq-sinusoidal``). The wavelengths
     :math:`2\pi/\omega_i` grow geometrically from :math:`2\pi` to almost :math:`2\pi b`.
     """
-    _check_int("n_positions", n_positions, 1)
-    _check_even("d_model", d_model)
+    n_positions = check_int("n_positions", n_positions, 1)
+    d_model = _check_even("d_model", d_model)
     base = _check_base(base)
+    check_float_dtype("dtype", dtype)
     omega = _inverse_frequencies(d_model, base, torch.float64)
     angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * omega
     pe = torch.stack((angles.sin(), angles.cos()), dim=-1).reshape(n_positions, d_model)
@@ -111,10 +108,10 @@ def sinusoidal_shift_matrix(
     which follows from the angle-addition formulas. It depends on the offset ``k`` only,
     not on the position: a fixed linear map moves every encoding ``k`` steps along.
     """
-    if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):
-        raise ValueError(f"k must be a finite number (an offset in positions), got {k!r}")
-    _check_even("d_model", d_model)
+    k = check_number("k", k, what="a finite number (an offset in positions)")
+    d_model = _check_even("d_model", d_model)
     base = _check_base(base)
+    check_float_dtype("dtype", dtype)
     angle = k * _inverse_frequencies(d_model, base, torch.float64)
     c, s = angle.cos(), angle.sin()
     blocks = torch.stack((torch.stack((c, s), -1), torch.stack((-s, c), -1)), -2)
@@ -138,19 +135,20 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int, *, init_std: float = 0.02) -> None:
         super().__init__()
-        self.max_len = _check_int("max_len", max_len, 1)
-        self.d_model = _check_int("d_model", d_model, 1)
-        std = _check_number("init_std", init_std, low=0.0, strict=False, what="a number >= 0")
+        self.max_len = check_int("max_len", max_len, 1)
+        self.d_model = check_int("d_model", d_model, 1)
+        std = check_number("init_std", init_std, low=0.0, strict=False, what="a number >= 0")
         self.weight = nn.Parameter(torch.empty(max_len, d_model))
         nn.init.normal_(self.weight, mean=0.0, std=std)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         """Return ``x + P[offset : offset + T]`` for ``x`` of shape ``(..., T, d_model)``."""
+        check_float_tensor("x", x, shape=f"(..., T, d_model={self.d_model})")
         if x.ndim < 2 or x.shape[-1] != self.d_model:
             raise ValueError(
                 f"x must have shape (..., T, d_model={self.d_model}), got {tuple(x.shape)}"
             )
-        _check_int("offset", offset, 0)
+        offset = check_int("offset", offset, 0)
         T = x.shape[-2]
         if offset + T > self.max_len:
             raise ValueError(
@@ -198,11 +196,11 @@ def rope_frequencies(
         frequencies then differ slightly inside the ramp.) YaRN also scales the
         attention logits: see :func:`yarn_attention_factor`.
     """
-    _check_even("d_head", d_head)
+    d_head = _check_even("d_head", d_head)
     base = _check_base(base)
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-    s = _check_number("scale", scale, low=1.0, strict=False, what="a finite number >= 1")
+    check_choice("scaling", scaling, SCALINGS)
+    check_float_dtype("dtype", dtype)
+    s = check_number("scale", scale, low=1.0, strict=False, what="a finite number >= 1")
     if scaling == "none" and s != 1.0:
         raise ValueError(f"scale={scale!r} needs a scaling rule: 'linear', 'ntk' or 'yarn'")
     theta = _inverse_frequencies(d_head, base, torch.float64)
@@ -215,9 +213,9 @@ def rope_frequencies(
     elif scaling == "yarn":
         if original_length is None:
             raise ValueError("original_length (the training context L) is required for 'yarn'")
-        L = _check_int("original_length", original_length, 1)
-        a = _check_number("alpha", alpha, low=0.0, strict=False, what="a number >= 0")
-        b = _check_number("beta", beta, low=a, strict=True, what=f"a number > alpha={a}")
+        L = check_int("original_length", original_length, 1)
+        a = check_number("alpha", alpha, low=0.0, strict=False, what="a number >= 0")
+        b = check_number("beta", beta, low=a, strict=True, what=f"a number > alpha={a}")
         r = L * theta / (2 * math.pi)  # L / wavelength
         gamma = ((r - a) / (b - a)).clamp(0.0, 1.0)
         theta = (1 - gamma) * theta / s + gamma * theta
@@ -231,7 +229,7 @@ def yarn_attention_factor(scale: float) -> float:
     temperature :math:`t`, i.e. multiplies them by :math:`(0.1 \ln s + 1)^2`, which keeps
     the softmax from flattening at long range (Chapter 4). Equals 1 for ``scale`` 1.
     """
-    s = _check_number("scale", scale, low=1.0, strict=False, what="a finite number >= 1")
+    s = check_number("scale", scale, low=1.0, strict=False, what="a finite number >= 1")
     return 0.1 * math.log(s) + 1.0
 
 
@@ -253,14 +251,27 @@ def rope_rotation_matrix(
     (Chapter 4, eq. ``eq-rope``), in the interleaved layout. :func:`apply_rope` computes
     :math:`R_m x` without building the matrix; this one is for teaching and testing.
     """
-    if isinstance(position, bool) or not isinstance(position, int | float):
-        raise ValueError(f"position must be a number, got {position!r}")
-    _check_even("d_head", d_head)
+    position = check_number("position", position)
+    d_head = _check_even("d_head", d_head)
+    check_float_dtype("dtype", dtype)
     theta = _freqs_or_default(freqs, d_head, base)
     angle = position * theta
     c, s = angle.cos(), angle.sin()
     blocks = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)
     return torch.block_diag(*blocks).to(dtype)
+
+
+def _rope_positions_ok(positions: object, rows: torch.Size) -> bool:
+    """Is ``positions`` a real (not bool, not complex) tensor, at least 1-d, that
+    broadcasts to ``rows`` = ``x.shape[:-1]`` without enlarging it?"""
+    if not isinstance(positions, Tensor) or positions.ndim == 0:
+        return False
+    if positions.dtype == torch.bool or positions.is_complex():
+        return False
+    try:
+        return torch.broadcast_shapes(positions.shape, rows) == rows
+    except RuntimeError:
+        return False
 
 
 def _freqs_or_default(freqs: Tensor | None, d_head: int, base: float) -> Tensor:
@@ -299,7 +310,9 @@ def apply_rope(
         x: queries or keys, ``(..., T, d_head)`` with ``d_head`` even, floating point.
         positions: the position of each row, shape ``(T,)`` or broadcastable to
             ``x.shape[:-1]``; default ``0, 1, …, T-1``. May be fractional (position
-            interpolation feeds :math:`m/s`).
+            interpolation feeds :math:`m/s`). Per-sequence positions ``(B, T)`` (packed
+            documents, a cache offset per row) fit ``x`` of shape ``(B, T, d_head)``; for
+            ``(B, n_head, T, d_head)`` pass ``positions[:, None, :]``.
         base: :math:`b` in :math:`\theta_i = b^{-2i/d}` (10,000 in RoFormer and Llama 1–2;
             500,000 in Llama 3). Ignored when ``freqs`` is given.
         freqs: the :math:`d_{\text{head}}/2` frequencies, e.g. from :func:`rope_frequencies`
@@ -319,9 +332,13 @@ def apply_rope(
     theta = _freqs_or_default(freqs, d_head, base).to(x.device)
     if positions is None:
         positions = torch.arange(T, dtype=torch.float64, device=x.device)
-    elif not isinstance(positions, Tensor) or positions.ndim == 0 or positions.shape[-1] != T:
+    elif not _rope_positions_ok(positions, x.shape[:-1]):
         shape = tuple(positions.shape) if isinstance(positions, Tensor) else positions
-        raise ValueError(f"positions must be a tensor whose last dimension is T={T}, got {shape}")
+        raise ValueError(
+            f"positions must be a real tensor of shape (T,) = ({T},) or broadcastable to "
+            f"x.shape[:-1] = {tuple(x.shape[:-1])}, got {shape} (for x of shape "
+            "(B, n_head, T, d_head), give (B, T) positions as positions[:, None, :])"
+        )
     angles = positions.to(device=x.device, dtype=torch.float64)[..., None] * theta
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     if layout == "interleaved":
@@ -342,7 +359,8 @@ def alibi_slopes(n_head: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
     :math:`n - p` of every other slope of :math:`2p` heads,
     :math:`2^{-8(2j-1)/(2p)}`, :math:`j = 1, \dots, n - p` (Chapter 4, eq. ``eq-alibi``).
     """
-    _check_int("n_head", n_head, 1)
+    n_head = check_int("n_head", n_head, 1)
+    check_float_dtype("dtype", dtype)
     p = 1 << (n_head.bit_length() - 1)  # largest power of two <= n_head
     exponents = [-8.0 * h / p for h in range(1, p + 1)]
     exponents += [-8.0 * (2 * j - 1) / (2 * p) for j in range(1, n_head - p + 1)]
@@ -360,8 +378,10 @@ def alibi_bias(
     :math:`-\infty`, so the bias is also the causal mask; ``causal=False`` gives the
     symmetric :math:`-m_h\,|i - j|` used by bidirectional variants.
     """
-    _check_int("n_head", n_head, 1)
-    _check_int("seq_len", seq_len, 1)
+    n_head = check_int("n_head", n_head, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
+    causal = check_bool("causal", causal)
+    check_float_dtype("dtype", dtype)
     pos = torch.arange(seq_len, dtype=torch.float64)
     dist = pos[:, None] - pos[None, :]  # i - j
     slopes = alibi_slopes(n_head)[:, None, None]

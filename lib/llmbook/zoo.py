@@ -53,6 +53,7 @@ from torch import nn
 
 from llmbook import __version__
 from llmbook._env import get_device
+from llmbook._validate import check_bool, check_int, check_number, check_type, is_int
 from llmbook.corpus import SPLITS, shakespeare
 from llmbook.data import open_tokens, write_tokens
 from llmbook.gpt import GPT, GPTConfig
@@ -119,20 +120,21 @@ class Recipe:
                 f"vocab_size must be None (or 256) for tokenizer='bytes', got {self.vocab_size!r}"
             )
         if self.tokenizer == "bpe" and not (
-            isinstance(self.vocab_size, int)
-            and not isinstance(self.vocab_size, bool)
-            and 256 <= self.vocab_size <= 2**32
+            is_int(self.vocab_size) and 256 <= self.vocab_size <= 2**32  # type: ignore[operator]
         ):
             raise ValueError(
                 f"vocab_size must be an integer >= 256 for BPE, got {self.vocab_size!r}"
             )
+        if self.vocab_size is not None:
+            object.__setattr__(self, "vocab_size", int(self.vocab_size))
         for attr in ("train_split", "val_split"):
             if getattr(self, attr) not in SPLITS:
                 raise ValueError(f"{attr} must be one of {SPLITS}, got {getattr(self, attr)!r}")
         for attr in ("max_train_chars", "max_val_chars"):
             n = getattr(self, attr)
-            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            if n is not None and (not is_int(n) or n < 1):
                 raise ValueError(f"{attr} must be None or a positive integer, got {n!r}")
+            object.__setattr__(self, attr, None if n is None else int(n))
         mcfg, tcfg = self.model_config(), self.train_config()  # validate both
         if tcfg.block_size > mcfg.block_size:
             raise ValueError(
@@ -372,6 +374,7 @@ def prepare_data(recipe: Recipe | str, cache_dir: str | Path) -> tuple[BPETokeni
     ``open_tokens(path, token_dtype(tokenizer))``.
     """
     recipe = get_recipe(recipe)
+    check_type("cache_dir", cache_dir, str | os.PathLike, "a folder (str or Path)")
     spec = recipe.data_spec()
     key = _key({"data": spec})
     folder = Path(cache_dir) / "data" / key
@@ -380,6 +383,11 @@ def prepare_data(recipe: Recipe | str, cache_dir: str | Path) -> tuple[BPETokeni
         try:
             _check_folder(folder, "data.json", expected)
             tokenizer = BPETokenizer.load(folder / "tokenizer.bpe")
+            for name in ("train.bin", "val.bin"):  # e.g. a headerless file of an older llmbook
+                try:
+                    open_tokens(folder / name, token_dtype(tokenizer))
+                except ValueError as bad:
+                    raise _BadEntry(f"corrupt ({bad})") from None
             return tokenizer, folder / "train.bin", folder / "val.bin"
         except (_BadEntry, ValueError) as err:
             warnings.warn(f"data cache {folder} is {err}; rebuilding it", stacklevel=2)
@@ -409,6 +417,7 @@ def prepare_data(recipe: Recipe | str, cache_dir: str | Path) -> tuple[BPETokeni
 
 def token_dtype(tokenizer: BPETokenizer) -> str:
     """The dtype of ``tokenizer``'s token files (Chapter 7): ``"uint16"`` up to 65,536 ids."""
+    check_type("tokenizer", tokenizer, BPETokenizer, "a BPETokenizer")
     return "uint16" if tokenizer.vocab_size <= 2**16 else "uint32"
 
 
@@ -428,6 +437,11 @@ class TextScore:
     tokens: int
     characters: int
     bytes: int
+
+    def __post_init__(self) -> None:
+        check_number("nats", self.nats, low=0.0)
+        for name in ("tokens", "characters", "bytes"):
+            check_int(name, getattr(self, name), 1)
 
     @property
     def nats_per_token(self) -> float:
@@ -474,18 +488,20 @@ def evaluate_text(
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    check_type("tokenizer", tokenizer, BPETokenizer, "a BPETokenizer")
     ids = tokenizer.encode_ordinary(text)
     if len(ids) < 2:
         raise ValueError(f"text must encode to at least 2 tokens to score one, got {len(ids)}")
     context = getattr(getattr(model, "config", None), "block_size", None)
     T = context if block_size is None else block_size
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1 or (context and T > context):
+    if not is_int(T) or T < 1 or (context and T > context):
         raise ValueError(f"block_size must be an integer in [1, {context}], got {block_size!r}")
+    T = int(T)
     S = T if stride is None else stride
-    if isinstance(S, bool) or not isinstance(S, int) or not 1 <= S <= T:
+    if not is_int(S) or not 1 <= S <= T:
         raise ValueError(f"stride must be an integer in [1, block_size={T}], got {stride!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    S, batch_size = int(S), check_int("batch_size", batch_size, 1)
     p = next(model.parameters())
     seq = torch.tensor(ids, dtype=torch.long, device=p.device)
     n = len(ids) - 1  # targets x_1 .. x_n
@@ -550,6 +566,14 @@ class ZooModel:
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path = Path()
     from_cache: bool = False
+
+    def __post_init__(self) -> None:
+        check_type("model", self.model, GPT, "an llmbook.gpt.GPT")
+        check_type("tokenizer", self.tokenizer, BPETokenizer, "a BPETokenizer")
+        check_type("recipe", self.recipe, Recipe, "a Recipe")
+        check_type("history", self.history, History, "a History")
+        check_type("metrics", self.metrics, dict, "a dict")
+        check_bool("from_cache", self.from_cache)
 
 
 def _fork_rng_devices(device: torch.device) -> list[int]:
@@ -621,7 +645,10 @@ def _load_entry(recipe: Recipe, entry: Path, device: torch.device) -> ZooModel:
     except ValueError as err:
         raise _BadEntry(f"corrupt ({err})") from None
     model.to(device).eval()
-    return ZooModel(model, tokenizer, recipe, ckpt["history"], manifest["metrics"], entry, True)
+    metrics = manifest.get("metrics")
+    if not isinstance(metrics, dict) or not isinstance(ckpt["history"], History):
+        raise _BadEntry("corrupt (the manifest's metrics or the checkpoint's history are missing)")
+    return ZooModel(model, tokenizer, recipe, ckpt["history"], metrics, entry, True)
 
 
 def load(
@@ -641,7 +668,13 @@ def load(
     ``torch.random.fork_rng``, so the global random state is left as it was.
     """
     recipe = get_recipe(name_or_recipe)
-    device = get_device() if device is None else torch.device(device)
+    progress, retrain = check_bool("progress", progress), check_bool("retrain", retrain)
+    try:
+        device = get_device() if device is None else torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be a torch.device, 'cpu' or 'cuda', got {device!r}"
+        ) from None
     root = cache_dir()
     entry = root / "zoo" / f"{recipe.name}-{recipe_key(recipe)}"
     if entry.exists() and not retrain:
@@ -699,6 +732,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     then calls :func:`load` on each and prints the cache folder and the metrics. Returns
     the exit status.
     """
+    if argv is not None and (
+        isinstance(argv, str)
+        or not isinstance(argv, Sequence)
+        or not all(isinstance(a, str) for a in argv)
+    ):
+        raise ValueError(f"argv must be a list of strings or None, got {argv!r:.60}")
     args = _parser().parse_args(argv)
     if args.command == "list":
         for name, recipe in sorted(RECIPES.items()):

@@ -4,6 +4,8 @@
 #   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
 #   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook);
 #                  nbval and execute need it (chapter 7 loads shakespeare-bpe-small)
+#   make budget    time every chapter and the zoo build against the budget (a benchmark,
+#                  not a test; BUDGET_ARGS=--fp32 times a bf16 CPU as the slow kind)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +15,7 @@ CHAPTER ?= *
 # Committed outputs come from a CPU run, without progress bars.
 RUN_ENV := LLMBOOK_DEVICE=cpu TQDM_DISABLE=1 PYTHONHASHSEED=0
 
-.PHONY: all setup book test lint unit zoo nbval site-test execute clean
+.PHONY: all setup book test lint unit zoo nbval site-test execute budget clean graphviz
 
 all: book
 
@@ -24,9 +26,21 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (llmbook)" >/dev/null
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# Graphviz's `dot` draws the book's diagrams (sphinx.ext.graphviz) at build time.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's graphviz (dot draws the book's diagrams)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  else \
+	    echo "The book's diagrams need Graphviz's dot, which is not installed. Install it" >&2; \
+	    echo "(Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz)" >&2; \
+	    echo "and run make again." >&2; exit 1; \
+	  fi; }
 
-book: $(STAMP)
+setup: $(STAMP) graphviz
+
+book: $(STAMP) graphviz
 	rm -rf $(HTML)
 	$(BIN)/jupyter-book build . --path-output book --warningiserror --nitpick --keep-going --quiet
 	@echo "The site is in $(HTML)/index.html (open it in a browser, or: python -m http.server -d $(HTML))"
@@ -34,7 +48,7 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests book/_ext benchmarks
 	$(BIN)/ruff format --check lib tests book/_ext benchmarks
-	$(BIN)/ruff format --check --line-length 88 chapters
+	$(BIN)/ruff format --check --line-length 80 chapters
 
 unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
@@ -52,7 +66,8 @@ site-test: $(STAMP)
 test: lint unit nbval book site-test
 	@echo "make test: lint, library tests, nbval, site build (-W -n) and browser test all passed."
 
-execute: $(STAMP) zoo
+# chapters 1-6 do not load the zoo, so executing one of them does not build it
+execute: $(STAMP) $(if $(filter 01_% 02_% 03_% 04_% 05_% 06_%,$(CHAPTER)),,zoo)
 	@for md in chapters/$(CHAPTER).md; do \
 	  echo "executing $$md"; start=$$(date +%s); \
 	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \
@@ -62,6 +77,9 @@ execute: $(STAMP) zoo
 	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \
 	  echo "  $$md: $$(( $$(date +%s) - start )) s"; \
 	done
+
+budget: $(STAMP)
+	$(BIN)/python benchmarks/bench_book.py $(BUDGET_ARGS)
 
 clean:
 	rm -rf book/_build .pytest_cache

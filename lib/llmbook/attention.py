@@ -4,9 +4,12 @@ The whole mechanism is one equation. For queries :math:`Q \in \mathbb R^{T_q\tim
 keys :math:`K \in \mathbb R^{T_k\times d}` and values :math:`V \in \mathbb R^{T_k\times d_v}`,
 
 .. math::
-    \operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\Big(\frac{QK^\top}{\sqrt d}
-    + M\Big)\,V, \qquad M_{ij} = \begin{cases} 0 & \text{query } i \text{ may attend to key } j
+    \begin{aligned}
+    \operatorname{Attention}(Q, K, V) &= \operatorname{softmax}\!\Big(\frac{QK^\top}{\sqrt d}
+    + M\Big)\,V, \\
+    M_{ij} &= \begin{cases} 0 & \text{query } i \text{ may attend to key } j
     \\ -\infty & \text{otherwise.}\end{cases}
+    \end{aligned}
 
 This module has, in the book's notation (:math:`n_{\text{head}}` query heads,
 :math:`n_{\text{kv\_head}}` key/value heads, :math:`d_{\text{head}} = d_{\text{model}} /
@@ -124,7 +127,7 @@ def causal_mask(
     iff :math:`j \le \text{offset} + i`.
 
     Query :math:`i` sits at absolute position :math:`\text{offset} + i`; keys sit at
-    positions :math:`0, \dots, T_k - 1` (Chapter 5, eq. ``eq-causal-mask``). The default
+    positions :math:`0, \dots, T_k - 1` (Chapter 5, :eq:`eq-causal-mask`). The default
     offset is :math:`T_k - T_q`: the queries are the *last* :math:`T_q` positions, which is
     what decoding with a :class:`KVCache` needs. For :math:`T_q = T_k` it is the usual lower
     triangle, the same as ``is_causal=True`` in torch (which always uses offset 0).
@@ -149,7 +152,7 @@ def sliding_window_mask(
 
     Query :math:`i` at position :math:`p = \text{offset} + i` may attend to key :math:`j`
     iff :math:`p - w < j \le p`: itself and the :math:`w - 1` positions before it
-    (Chapter 5, eq. ``eq-sliding-window``). ``window`` :math:`w = 1` attends to itself only;
+    (Chapter 5, :eq:`eq-sliding-window`). ``window`` :math:`w = 1` attends to itself only;
     :math:`w \ge T_k` is the causal mask. ``offset`` is as in :func:`causal_mask`.
     """
     window = check_int("window", window, 1)
@@ -229,7 +232,7 @@ def scaled_dot_product_attention(
     scale: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Attention :math:`\operatorname{softmax}(QK^\top/\sqrt{d} + M)\,V`, per head (Chapter 5,
-    eq. ``eq-attention``).
+    :eq:`eq-attention`).
 
     Args:
         q: queries ``(B, n_head, T_q, d_head)``.
@@ -363,12 +366,14 @@ class KVCache:
 
 # ------------------------------------------------------------------------------ layer
 class MultiHeadAttention(nn.Module):
-    r"""Multi-head (and grouped-/multi-query) self-attention (Chapter 5, eq. ``eq-mha``).
+    r"""Multi-head (and grouped-/multi-query) self-attention (Chapter 5, :eq:`eq-mha`).
 
     .. math::
-        \operatorname{MHA}(X) = \operatorname{Concat}(\text{head}_1, \dots,
-        \text{head}_{n_{\text{head}}})\,W_O, \qquad
-        \text{head}_h = \operatorname{Attention}(XW_Q^{h}, XW_K^{g(h)}, XW_V^{g(h)}),
+        \begin{aligned}
+        \operatorname{MHA}(X) &= \operatorname{Concat}(\text{head}_1, \dots,
+        \text{head}_{n_{\text{head}}})\,W_O, \\
+        \text{head}_h &= \operatorname{Attention}(XW_Q^{h}, XW_K^{g(h)}, XW_V^{g(h)}),
+        \end{aligned}
 
     with :math:`g(h) = \lfloor h\,n_{\text{kv\_head}} / n_{\text{head}} \rfloor` the key/value
     head that query head :math:`h` shares.

@@ -6,9 +6,11 @@ builds a model. With :math:`d = d_{\text{model}}`, :math:`d_{\text{ff}}`,
 n_{\text{layer}}`, one block has
 
 .. math::
-    \underbrace{2d^2 + 2d\,d_{kv}}_{W_Q, W_O, W_K, W_V}
-    + \underbrace{k\,d\,d_{\text{ff}}}_{\text{FFN}} + \text{biases} + \text{norms},
-    \qquad k = 2 \text{ (GELU/ReLU) or } 3 \text{ (SwiGLU)},
+    \begin{aligned}
+    &\underbrace{2d^2 + 2d\,d_{kv}}_{W_Q, W_O, W_K, W_V}
+    + \underbrace{k\,d\,d_{\text{ff}}}_{\text{FFN}} + \text{biases} + \text{norms}, \\
+    &k = 2 \text{ (GELU/ReLU) or } 3 \text{ (SwiGLU)},
+    \end{aligned}
 
 which for GPT-2 (:math:`d_{kv} = d`, :math:`d_{\text{ff}} = 4d`) is the familiar
 :math:`12d^2` per layer, so :math:`N \approx 12\,L\,d^2` (Kaplan et al. 2020).
@@ -60,9 +62,11 @@ def flops_per_token(
     r"""Approximate floating-point operations per token (Kaplan et al. 2020, Table 1).
 
     .. math::
-        C_{\text{forward}} \approx 2N + 2\,n_{\text{layer}}\,T\,d_{\text{model}}, \qquad
-        C_{\text{train}} \approx 3\,C_{\text{forward}} \approx 6N + 6\,n_{\text{layer}}\,T\,
+        \begin{aligned}
+        C_{\text{forward}} &\approx 2N + 2\,n_{\text{layer}}\,T\,d_{\text{model}}, \\
+        C_{\text{train}} &\approx 3\,C_{\text{forward}} \approx 6N + 6\,n_{\text{layer}}\,T\,
         d_{\text{model}},
+        \end{aligned}
 
     with :math:`N` the non-embedding parameters (:func:`count_parameters` with
     ``non_embedding=True``) and :math:`T` = ``seq_len``. :math:`2N`: every weight is one

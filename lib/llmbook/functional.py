@@ -5,8 +5,10 @@ Every function takes and returns ``torch.Tensor`` and is differentiable by autog
 maximum before exponentiating, so it never overflows:
 
 .. math::
-    \operatorname{softmax}(z)_i = \frac{e^{z_i - m}}{\sum_j e^{z_j - m}},\qquad
-    \log\sum_j e^{z_j} = m + \log\sum_j e^{z_j - m},\qquad m = \max_j z_j .
+    \begin{aligned}
+    \operatorname{softmax}(z)_i &= \frac{e^{z_i - m}}{\sum_j e^{z_j - m}}, \\
+    \log\sum_j e^{z_j} &= m + \log\sum_j e^{z_j - m},\qquad m = \max_j z_j .
+    \end{aligned}
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ One configuration, :class:`GPTConfig`, spans the variants the book compares; one
 :math:`E \in \mathbb R^{V\times d_{\text{model}}}` and :math:`n_{\text{layer}}` blocks,
 
 .. math::
-    h^{(0)}_t = E[x_t] \; (+\, P[t]), \qquad
-    h^{(\ell)} = \operatorname{Block}_\ell\big(h^{(\ell-1)}\big), \qquad
-    p(x_{t+1} \mid x_{\le t}) = \operatorname{softmax}\big(\operatorname{Norm}(h^{(L)}_t)
+    \begin{aligned}
+    h^{(0)}_t &= E[x_t] \; (+\, P[t]), \\
+    h^{(\ell)} &= \operatorname{Block}_\ell\big(h^{(\ell-1)}\big), \\
+    p(x_{t+1} \mid x_{\le t}) &= \operatorname{softmax}\big(\operatorname{Norm}(h^{(L)}_t)
     \,W_U\big),
+    \end{aligned}
 
 where a pre-norm block (GPT-2, Llama) is
 

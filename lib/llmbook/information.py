@@ -102,7 +102,8 @@ def _sum(x: Array, axis: int, xp: Any) -> Array:
 
 
 def entropy(p: Array, *, base: float = math.e, axis: int = -1) -> Array:
-    r"""Shannon entropy :math:`H(p) = -\sum_x p(x)\log p(x)` (Chapter 1, eq. ``eq-entropy``).
+    r"""Shannon entropy :math:`H(p) = -\sum_x p(x)\log p(x)` (Chapter 1, section
+    "Cross-entropy: the loss of every language model", beside :eq:`eq-cross-entropy`).
 
     ``p`` holds one distribution along ``axis`` (several, batched, along the other axes).
     """
@@ -114,7 +115,7 @@ def entropy(p: Array, *, base: float = math.e, axis: int = -1) -> Array:
 
 
 def cross_entropy(p: Array, q: Array, *, base: float = math.e, axis: int = -1) -> Array:
-    r"""Cross-entropy :math:`H(p, q) = -\sum_x p(x)\log q(x)` (Chapter 1, eq. ``eq-cross-entropy``).
+    r"""Cross-entropy :math:`H(p, q) = -\sum_x p(x)\log q(x)` (Chapter 1, :eq:`eq-cross-entropy`).
 
     ``p`` is the reference ("true") distribution, ``q`` the model's. Infinite where ``q``
     gives zero probability to an outcome that ``p`` gives mass to.
@@ -137,7 +138,7 @@ def kl_divergence(p: Array, q: Array, *, base: float = math.e, axis: int = -1) -
     r"""Kullback–Leibler divergence :math:`D_{KL}(p\,\|\,q) = \sum_x p(x)\log\frac{p(x)}{q(x)}`.
 
     Computed as :math:`H(p, q) - H(p)` term by term, so it is exactly zero when ``p == q``
-    and ``inf`` when ``q`` misses part of ``p``'s support (Chapter 1, eq. ``eq-kl``).
+    and ``inf`` when ``q`` misses part of ``p``'s support (Chapter 1, :eq:`eq-kl`).
     """
     xp = _backend(p, q)
     h_pq = cross_entropy(p, q, base=base, axis=axis)
@@ -153,7 +154,7 @@ def mutual_information(joint: Array, *, base: float = math.e) -> Array:
     r"""Mutual information :math:`I(X;Y) = \sum_{x,y} p(x,y)\log\frac{p(x,y)}{p(x)p(y)}`.
 
     ``joint`` is a 2-D table of :math:`p(x, y)` summing to one. Equals
-    :math:`H(Y) - H(Y\mid X)` (Chapter 1, eq. ``eq-mutual-information``).
+    :math:`H(Y) - H(Y\mid X)` (Chapter 1, :eq:`eq-mutual-information`).
     """
     xp = _backend(joint)
     joint = _as_float(joint, xp, "joint")
@@ -171,7 +172,7 @@ def negative_log_likelihood(target_probs: Array, *, base: float = math.e) -> Arr
     r"""Average negative log-likelihood :math:`-\frac{1}{T}\sum_t \log p(x_t\mid x_{<t})`.
 
     ``target_probs`` holds the probability the model gave to each actual next token; the
-    result is the per-token cross-entropy loss of Chapter 1, eq. ``eq-nll``.
+    result is the per-token cross-entropy loss of Chapter 1, :eq:`eq-nll`.
     """
     base = _check_base(base)
     xp = _backend(target_probs)
@@ -188,7 +189,7 @@ def perplexity(loss: Array | float, *, base: float = math.e) -> Array | float:
 
     The loss must be in the same base as ``base`` (nats with ``math.e``, bits with 2):
     :math:`e^{\mathcal{L}_{\text{nats}}} = 2^{\mathcal{L}_{\text{bits}}}` (Chapter 1,
-    eq. ``eq-perplexity``). Mixing them is the most common perplexity bug.
+    :eq:`eq-perplexity`). Mixing them is the most common perplexity bug.
     """
     base = _check_base(base)
     if isinstance(loss, torch.Tensor):
@@ -215,7 +216,7 @@ def per_unit(loss_per_token: Array | float, n_tokens: int, n_units: int) -> Arra
     The total code length :math:`T\,\mathcal{L}_{\text{token}}` does not depend on how the
     text was cut, so :math:`\mathcal{L}_{\text{unit}} = \mathcal{L}_{\text{token}}\,T/U` for
     ``n_tokens`` :math:`T` and ``n_units`` :math:`U` covering the same text. This is how
-    models with different tokenizers are compared fairly (Chapter 1, eq. ``eq-per-unit``).
+    models with different tokenizers are compared fairly (Chapter 1, :eq:`eq-per-unit`).
     """
     n_tokens, n_units = check_int("n_tokens", n_tokens, 1), check_int("n_units", n_units, 1)
     return _as_loss(loss_per_token, "loss_per_token") * (n_tokens / n_units)

@@ -79,7 +79,7 @@ def sinusoidal_encoding(
         \omega_i = b^{-2i/d_{\text{model}}},
 
     for positions :math:`p = 0, \dots, T-1` and pair index :math:`i = 0, \dots,
-    d_{\text{model}}/2 - 1` (Chapter 4, eq. ``eq-sinusoidal``). The wavelengths
+    d_{\text{model}}/2 - 1` (Chapter 4, :eq:`eq-sinusoidal`). The wavelengths
     :math:`2\pi/\omega_i` grow geometrically from :math:`2\pi` to almost :math:`2\pi b`.
     """
     n_positions = check_int("n_positions", n_positions, 1)
@@ -98,7 +98,7 @@ def sinusoidal_shift_matrix(
     r"""The matrix :math:`M_k` with :math:`\mathrm{PE}(p + k) = M_k\,\mathrm{PE}(p)` for all p.
 
     Block diagonal, one :math:`2\times 2` rotation per frequency (Chapter 4,
-    eq. ``eq-shift-matrix``):
+    :eq:`eq-shift-matrix`):
 
     .. math::
         M_k = \operatorname{diag}\!\left(
@@ -123,7 +123,7 @@ class LearnedPositionalEmbedding(nn.Module):
     r"""A learned absolute position table, added to the token embeddings (GPT-1/2/3).
 
     :math:`\mathbf x_t = E[x_t] + P[t]` with :math:`P \in \mathbb R^{T_{\max}\times
-    d_{\text{model}}}` a trained parameter (Chapter 4, eq. ``eq-learned-pe``). It has no
+    d_{\text{model}}}` a trained parameter (Chapter 4, :eq:`eq-learned-pe`). It has no
     row for positions :math:`\ge T_{\max}`, so a longer sequence is an error, not a guess.
 
     Args:
@@ -173,7 +173,7 @@ def rope_frequencies(
     r"""RoPE's rotation frequencies :math:`\theta_i`, shape ``(d_head // 2,)``.
 
     Without scaling, :math:`\theta_i = b^{-2i/d}` (:math:`d = d_{\text{head}}`, Chapter 4,
-    eq. ``eq-rope-freq``). To run a model trained on :math:`L` positions on
+    :eq:`eq-rope-freq`). To run a model trained on :math:`L` positions on
     :math:`sL` positions (``scale`` :math:`s \ge 1`), ``scaling`` picks the rule:
 
     ``"linear"`` — position interpolation (Chen et al. 2023)
@@ -248,7 +248,7 @@ def rope_rotation_matrix(
         \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\
         \sin m\theta_i & \cos m\theta_i \end{pmatrix}\right)_{i=0}^{d/2-1}
 
-    (Chapter 4, eq. ``eq-rope``), in the interleaved layout. :func:`apply_rope` computes
+    (Chapter 4, :eq:`eq-rope`), in the interleaved layout. :func:`apply_rope` computes
     :math:`R_m x` without building the matrix; this one is for teaching and testing.
     """
     position = check_number("position", position)
@@ -302,7 +302,7 @@ def apply_rope(
         \sin m\theta_i & \cos m\theta_i \end{pmatrix}
         \begin{pmatrix} x_{2i} \\ x_{2i+1} \end{pmatrix},
 
-    i.e. :math:`x' = R_m x` (Chapter 4, eq. ``eq-rope``). Rotations preserve norms, and
+    i.e. :math:`x' = R_m x` (Chapter 4, :eq:`eq-rope`). Rotations preserve norms, and
     :math:`(R_m q)^\top (R_n k) = q^\top R_{n-m} k`, so attention scores depend on the
     offset :math:`n - m` only.
 
@@ -357,7 +357,7 @@ def alibi_slopes(n_head: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
     Otherwise, the paper's rule: with :math:`p` the largest power of two below
     :math:`n`, the :math:`p` slopes of :math:`p` heads followed by the first
     :math:`n - p` of every other slope of :math:`2p` heads,
-    :math:`2^{-8(2j-1)/(2p)}`, :math:`j = 1, \dots, n - p` (Chapter 4, eq. ``eq-alibi``).
+    :math:`2^{-8(2j-1)/(2p)}`, :math:`j = 1, \dots, n - p` (Chapter 4, :eq:`eq-alibi`).
     """
     n_head = check_int("n_head", n_head, 1)
     check_float_dtype("dtype", dtype)
@@ -373,7 +373,7 @@ def alibi_bias(
     r"""ALiBi's additive attention bias, shape ``(n_head, T, T)``.
 
     Query :math:`i` attending to key :math:`j` gets :math:`-m_h\,(i - j)` added to its
-    score, with :math:`m_h` from :func:`alibi_slopes` (Chapter 4, eq. ``eq-alibi``). With
+    score, with :math:`m_h` from :func:`alibi_slopes` (Chapter 4, :eq:`eq-alibi`). With
     ``causal=True`` (decoders, as in the paper) the entries :math:`j > i` are
     :math:`-\infty`, so the bias is also the causal mask; ``causal=False`` gives the
     symmetric :math:`-m_h\,|i - j|` used by bidirectional variants.

@@ -189,7 +189,7 @@ class Recipe:
 #: is the explicit path: torch's fused CPU attention has a bf16 backward several times
 #: slower than its fp32 one, which would cost the CPUs that train in bf16 more than it
 #: saves the others (7%). benchmarks/RESULTS.md has the measurements.
-#: shakespeare-bpe-medium is meant for a GPU (same data, BPE V=4096); it has not been
+#: shakespeare-bpe-medium is meant for a GPU (same data and tokenizer); it has not been
 #: trained to the end here. shakespeare-bpe-tiny is a quick recipe for tests and sketches.
 RECIPES: dict[str, Recipe] = {
     "shakespeare-bpe-tiny": Recipe(
@@ -249,7 +249,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "shakespeare-bpe-medium": Recipe(
         name="shakespeare-bpe-medium",
-        description="6-layer, 384-wide GPT, context 256, BPE V=4096, dropout 0.2 (for a GPU)",
+        description="6-layer, 384-wide GPT, context 256, BPE V=2048, dropout 0.2 (for a GPU)",
         model=dict(
             block_size=256,
             n_layer=6,
@@ -273,7 +273,7 @@ RECIPES: dict[str, Recipe] = {
             precision="auto",
         ),
         tokenizer="bpe",
-        vocab_size=4096,
+        vocab_size=2048,
     ),
 }
 

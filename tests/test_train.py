@@ -389,10 +389,19 @@ def test_progress_bar_respects_tqdm_disable(data, monkeypatch):
             pass
 
     monkeypatch.setattr(train_module, "_tqdm", lambda: FakeBar)
-    train(tiny_model(), data, None, cfg(max_steps=1, warmup_steps=0), progress=True)
-    train(tiny_model(), data, None, cfg(max_steps=1, warmup_steps=0), progress=False)
-    # progress=True must not pass disable=False, which would override TQDM_DISABLE=1
-    assert "disable" not in made[0] and made[1]["disable"] is True
+    one_step = cfg(max_steps=1, warmup_steps=0)
+    for value, shown in [(None, True), ("0", True), ("1", False), ("True", False)]:
+        if value is None:
+            monkeypatch.delenv("TQDM_DISABLE", raising=False)
+        else:
+            monkeypatch.setenv("TQDM_DISABLE", value)
+        made.clear()
+        train(tiny_model(), data, None, one_step, progress=True)
+        train(tiny_model(), data, None, one_step, progress=False)
+        # a shown bar gets no disable=False (which would override TQDM_DISABLE in tqdm's
+        # text bar); TQDM_DISABLE hides it explicitly (tqdm's notebook widget ignores it)
+        assert ("disable" not in made[0]) if shown else made[0]["disable"] is True, value
+        assert made[1]["disable"] is True
 
 
 # ----------------------------------------------------------------------- checkpoints

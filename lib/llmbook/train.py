@@ -807,8 +807,10 @@ def train(
     model.train()
     if step == 0 and not history.val_steps:
         validate()
-    # disable only when asked: an explicit disable=False would override TQDM_DISABLE=1
-    hide = {} if progress else {"disable": True}
+    # TQDM_DISABLE is honoured here: tqdm's notebook widget ignores it and would store a
+    # widget in the notebook; an explicit disable=False would override it in the text bar
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+    hide = {"disable": True} if quiet or not progress else {}
     bar = _tqdm()(total=cfg.max_steps, initial=step, desc="training", unit="step", **hide)
     try:
         while step < cfg.max_steps:

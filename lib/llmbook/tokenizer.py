@@ -402,16 +402,20 @@ class BPETokenizer:
         _check_text(text)
         return self._encode_plain(text)
 
+    def _chunk_ids(self, chunk: str) -> list[int]:
+        """The ids of one pre-split chunk, from the cache or encoded (and cached) now."""
+        ids = self._cache.get(chunk)
+        if ids is None:
+            ids = self._encode_chunk(chunk.encode("utf-8"))
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[chunk] = ids
+        return ids
+
     def _encode_plain(self, text: str) -> list[int]:
-        cache, out = self._cache, []
+        out: list[int] = []
         for chunk in _findall(self._split, text):
-            ids = cache.get(chunk)
-            if ids is None:
-                ids = self._encode_chunk(chunk.encode("utf-8"))
-                if len(cache) >= _CACHE_SIZE:
-                    cache.clear()
-                cache[chunk] = ids
-            out.extend(ids)
+            out.extend(self._chunk_ids(chunk))
         return out
 
     def _special_set(self, value: str | Collection[str], name: str) -> set[str]:
@@ -550,17 +554,11 @@ class BPETokenizer:
 
     def _encode_until(self, text: str, stop: int, out: list[int]) -> None:
         """Append the ids of the pre-split chunks of ``text`` that end by ``stop``."""
-        cache, done = self._cache, 0
+        done = 0
         for chunk in _findall(self._split, text):
             if done == stop:
                 return
-            ids = cache.get(chunk)
-            if ids is None:
-                ids = self._encode_chunk(chunk.encode("utf-8"))
-                if len(cache) >= _CACHE_SIZE:
-                    cache.clear()
-                cache[chunk] = ids
-            out.extend(ids)
+            out.extend(self._chunk_ids(chunk))
             done += len(chunk)
             if done > stop:
                 raise RuntimeError(f"stream cut at {stop} is inside a pre-split chunk {chunk!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -800,6 +801,26 @@ PROBES: list[Probe] = [
     P("llmbook.zoo.token_dtype", "tokenizer", lambda t: zoo.token_dtype("tok")),
 ]
 
+
+def _probes_beside_this_file() -> list[Probe]:
+    """Probes of the later modules live in ``tests/probes_<module>.py``, one file per module.
+
+    Each defines ``PROBES``, a list of ``(key, match, call)`` rows with the meaning of
+    :class:`Probe`, and may define ``NO_ARGUMENTS``, a set of keys; both join the tables here.
+    """
+    rows: list[Probe] = []
+    for path in sorted(Path(__file__).parent.glob("probes_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_llmbook_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        rows += [Probe(*row) for row in module.PROBES]
+        _EXTRA_NO_ARGUMENTS.update(getattr(module, "NO_ARGUMENTS", set()))
+    return rows
+
+
+_EXTRA_NO_ARGUMENTS: set[str] = set()
+PROBES += _probes_beside_this_file()
+
 #: Public callables that take no argument, so no input of theirs can be bad.
 NO_ARGUMENTS = {
     "llmbook.attention.KVCache.reset",
@@ -820,7 +841,7 @@ NO_ARGUMENTS = {
     "llmbook.zoo.Recipe.to_dict",
     "llmbook.zoo.Recipe.train_config",
     "llmbook.zoo.cache_dir",
-}
+} | _EXTRA_NO_ARGUMENTS
 #: Public callables that refuse every call by design, with the reason.
 REFUSE_ALWAYS = {
     "llmbook.pretrained.RankedBPETokenizer.save": "NotImplementedError: no merge list to write",

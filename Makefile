@@ -54,7 +54,7 @@ unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
 
 zoo: $(STAMP)
-	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build shakespeare-bpe-small
+	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build shakespeare-bpe-small scaling-grid
 
 nbval: $(STAMP) zoo
 	$(RUN_ENV) $(BIN)/python -m pytest --nbval chapters/*.ipynb --nbval-current-env \
@@ -66,8 +66,8 @@ site-test: $(STAMP)
 test: lint unit nbval book site-test
 	@echo "make test: lint, library tests, nbval, site build (-W -n) and browser test all passed."
 
-# chapters 1-6 do not load the zoo, so executing one of them does not build it
-execute: $(STAMP) $(if $(filter 01_% 02_% 03_% 04_% 05_% 06_%,$(CHAPTER)),,zoo)
+# chapters 1-6 and 8 do not load the zoo, so executing one of them does not build it
+execute: $(STAMP) $(if $(filter 01_% 02_% 03_% 04_% 05_% 06_% 08_%,$(CHAPTER)),,zoo)
 	@for md in chapters/$(CHAPTER).md; do \
 	  echo "executing $$md"; start=$$(date +%s); \
 	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \

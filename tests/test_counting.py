@@ -138,3 +138,107 @@ def test_memory_bytes():
         memory_bytes(cfg, optimizer="lion")
     with pytest.raises(ValueError, match="cfg"):
         count_parameters({"n_layer": 12})
+
+
+# ------------------------------------------------------------------ Chapter 9 additions
+from llmbook.counting import (  # noqa: E402
+    checkpoint_memory,
+    gpu_hours,
+    model_flops_utilization,
+    pipeline_bubble_fraction,
+    ring_allreduce_seconds,
+    saved_activation_bytes,
+    training_flops,
+    zero_memory_per_rank,
+)
+
+GPT3 = GPTConfig(vocab_size=50257, block_size=2048, n_layer=96, n_head=96, d_model=12288)
+
+
+def test_training_flops_split_and_gpt3():
+    c = training_flops(2.0, 3.0)
+    assert c == {"forward": 12.0, "backward": 24.0, "total": 36.0}
+    # GPT-3's reported 3.14e23 is 6ND with the exact parameter count, not with 175e9
+    N = count_parameters(GPT3)
+    assert round(N / 1e9, 1) == 174.6
+    assert f"{training_flops(N, 300e9)['total']:.3g}" == "3.14e+23"
+    assert f"{training_flops(175e9, 300e9)['total']:.3g}" == "3.15e+23"
+
+
+def test_training_flops_match_flops_per_token_without_attention():
+    cfg = gpt2_config("small")
+    N = count_parameters(cfg, non_embedding=True)
+    per_token = flops_per_token(cfg, 1, training=True) - 6 * cfg.n_layer * cfg.d_model
+    assert training_flops(N, 1)["total"] == pytest.approx(per_token, rel=1e-12)
+
+
+def test_gpu_hours_and_mfu_are_inverse():
+    # the well-known 280,000 A100-hours at 100% of 312 TFLOP/s
+    assert gpu_hours(3.14e23, 312e12) == pytest.approx(279_558, rel=1e-4)
+    assert gpu_hours(3.14e23, 312e12, 0.4) == pytest.approx(279_558 / 0.4, rel=1e-4)
+    tokens_per_s = 1e5
+    mfu = model_flops_utilization(6e9, tokens_per_s, 1e15)
+    assert mfu == pytest.approx(0.6)
+    hours = gpu_hours(6e9 * 3600 * tokens_per_s, 1e15, mfu)
+    assert hours == pytest.approx(1.0)
+
+
+def test_saved_activation_bytes_is_korthikanti_without_masks():
+    cfg = gpt2_config("small")
+    s, b, h, a, L = 1024, 4, 768, 12, 12
+    masks = L * (2 * s * b * h + a * s * s * b)  # 1-byte dropout masks
+    assert saved_activation_bytes(cfg, b, s, 2) + masks == activation_bytes(cfg, b, s)
+    assert saved_activation_bytes(cfg, b, s, 4) == 2 * saved_activation_bytes(cfg, b, s, 2)
+
+
+def test_zero_memory_per_rank_matches_the_paper():
+    # Rajbhandari et al. 2020, Figure 1: 7.5B parameters, 64 GPUs, K = 12
+    psi, nd = 7.5e9, 64
+    totals = [zero_memory_per_rank(int(psi), nd, s)["total"] / 1e9 for s in range(4)]
+    assert [round(t, 1) for t in totals] == [120.0, 31.4, 16.6, 1.9]
+    one = zero_memory_per_rank(1000, 1, 3)
+    assert one == zero_memory_per_rank(1000, 1, 0) and one["total"] == 16_000
+    # the stages only ever shrink memory
+    for n in (2, 8):
+        t = [zero_memory_per_rank(10**6, n, s)["total"] for s in range(4)]
+        assert t == sorted(t, reverse=True)
+
+
+def test_pipeline_bubble_limits():
+    assert pipeline_bubble_fraction(1, 5) == 0
+    assert pipeline_bubble_fraction(4, 1) == pytest.approx(3 / 4)
+    assert pipeline_bubble_fraction(4, 12) == pytest.approx(3 / 15)
+    assert pipeline_bubble_fraction(8, 10**6) < 1e-5
+
+
+def test_ring_allreduce_seconds():
+    assert ring_allreduce_seconds(1e9, 1, 1e9, 1.0) == 0
+    assert ring_allreduce_seconds(1e9, 2, 1e9) == pytest.approx(1.0)
+    # the bandwidth term tends to 2 n / B as p grows
+    assert ring_allreduce_seconds(1e9, 1024, 1e9) == pytest.approx(2 * 1023 / 1024)
+    assert ring_allreduce_seconds(0, 4, 1e9, 1e-5) == pytest.approx(6e-5)
+
+
+def test_checkpoint_memory_sqrt_schedule():
+    for L in (4, 16, 48, 100):
+        best = min(range(1, L + 1), key=lambda k: checkpoint_memory(L, k))
+        assert abs(best - L**0.5) <= 1.5
+        assert checkpoint_memory(L, best) <= 2 * L**0.5 + 1
+    assert checkpoint_memory(12, 1) == 13 and checkpoint_memory(12, 12) == 13
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: training_flops(0, 1), "n_params"),
+        (lambda: gpu_hours(1e20, 1e14, 0), "mfu"),
+        (lambda: gpu_hours(1e20, 1e14, 1.5), "mfu"),
+        (lambda: zero_memory_per_rank(10, 2, 4), "stage"),
+        (lambda: ring_allreduce_seconds(1, 2, 0), "bandwidth"),
+        (lambda: checkpoint_memory(4, 5), "segment"),
+        (lambda: pipeline_bubble_fraction(0, 1), "n_stages"),
+    ],
+)
+def test_chapter9_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -520,3 +520,44 @@ def test_history_dict_round_trip():
         History.from_dict({**h.to_dict(), "precision": "auto"})
     with pytest.raises(ValueError, match="keys"):
         History.from_dict({**h.to_dict(), "extra": []})
+
+
+# ------------------------------------------------------- the book's optimizer (Ch. 8)
+def test_configure_optimizer_is_the_books_adamw():
+    from llmbook.optim import AdamW
+
+    opt = configure_optimizer(tiny_model(), cfg())
+    assert type(opt) is AdamW and opt.defaults["betas"] == cfg().betas
+
+
+def test_training_with_the_books_adamw_equals_torch_adamw_bit_for_bit(data, monkeypatch):
+    # the book's AdamW replays torch's multi-tensor op order: float32 weights, losses and
+    # gradient norms must be identical (torch.equal), not merely close
+    c = cfg(max_steps=6, eval_interval=100, weight_decay=0.1)
+    ours = tiny_model(bias=True)
+    h_ours = train(ours, data, None, c, progress=False)
+    books = train_module.configure_optimizer
+
+    def torch_adamw(model, cfg):
+        groups = books(model, cfg).param_groups
+        return torch.optim.AdamW(
+            groups, lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps, foreach=True
+        )
+
+    monkeypatch.setattr(train_module, "configure_optimizer", torch_adamw)
+    ref = tiny_model(bias=True)
+    h_ref = train(ref, data, None, c, progress=False)
+    assert h_ours.train_losses == h_ref.train_losses and h_ours.grad_norms == h_ref.grad_norms
+    for (n, a), b in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a, b), n
+
+
+def test_lr_at_is_warmup_cosine_with_the_step_counted():
+    from llmbook.optim import warmup_cosine
+
+    c = cfg(max_steps=50, warmup_steps=7)
+    for s in range(60):
+        want = warmup_cosine(
+            s, peak_lr=c.lr, min_lr=c.min_lr, warmup_steps=7, total_steps=50, offset=1
+        )
+        assert lr_at(s, c) == want

@@ -1,4 +1,4 @@
-r"""Counting a Transformer: parameters, FLOPs, memory and the KV cache (Chapter 6).
+r"""Counting a Transformer: parameters, FLOPs, memory and the KV cache (Chapters 6 and 9).
 
 Everything here is a closed-form function of a :class:`~llmbook.gpt.GPTConfig`; nothing
 builds a model. With :math:`d = d_{\text{model}}`, :math:`d_{\text{ff}}`,
@@ -19,7 +19,9 @@ which for GPT-2 (:math:`d_{kv} = d`, :math:`d_{\text{ff}} = 4d`) is the familiar
 
 from __future__ import annotations
 
-from llmbook._validate import check_bool, check_choice, check_int, check_type
+import math
+
+from llmbook._validate import check_bool, check_choice, check_int, check_number, check_type
 from llmbook.gpt import GPTConfig
 
 #: Optimizers understood by :func:`memory_bytes` and their float32 states per parameter.
@@ -172,11 +174,180 @@ def memory_bytes(
     return out
 
 
+# ------------------------------------------------------------------ compute at scale (Ch. 9)
+def training_flops(n_params: float, n_tokens: float) -> dict[str, float]:
+    r"""Training compute split into forward and backward passes (Chapter 9).
+
+    .. math::
+        C = \underbrace{2ND}_{\text{forward}} + \underbrace{4ND}_{\text{backward}} = 6ND.
+
+    Every weight does one multiply and one add per token in the forward pass; the backward
+    pass does that twice, once for the gradient of the layer's input and once for the
+    gradient of the weight (Kaplan et al. 2020). Returns ``forward``, ``backward`` and
+    ``total`` FLOPs. Attention's :math:`T`-dependent term is in :func:`flops_per_token`.
+    """
+    N = check_number("n_params", n_params, low=0, strict=True)
+    D = check_number("n_tokens", n_tokens, low=0, strict=True)
+    return {"forward": 2 * N * D, "backward": 4 * N * D, "total": 6 * N * D}
+
+
+def gpu_hours(flops: float, peak_flops: float, mfu: float = 1.0) -> float:
+    r"""GPU-hours to do ``flops`` on GPUs of peak rate ``peak_flops`` at a utilisation
+    ``mfu`` (Chapter 9):
+
+    .. math::
+        \text{GPU-hours} = \frac{C}{\text{peak} \cdot \text{MFU} \cdot 3600}.
+    """
+    C = check_number("flops", flops, low=0, strict=True)
+    peak = check_number("peak_flops", peak_flops, low=0, strict=True)
+    u = check_number("mfu", mfu, low=0, high=1, strict=True)
+    return C / (peak * u * 3600)
+
+
+def model_flops_utilization(
+    flops_per_token: float, tokens_per_second: float, peak_flops: float
+) -> float:
+    r"""Model FLOPs utilisation, the achieved fraction of the peak rate (Chapter 9):
+
+    .. math::
+        \text{MFU} = \frac{C_{\text{token}} \cdot \text{tokens/s}}{\text{peak FLOP/s}}.
+    """
+    c = check_number("flops_per_token", flops_per_token, low=0, strict=True)
+    r = check_number("tokens_per_second", tokens_per_second, low=0, strict=True)
+    peak = check_number("peak_flops", peak_flops, low=0, strict=True)
+    return c * r / peak
+
+
+def saved_activation_bytes(
+    cfg: GPTConfig, batch: int, seq_len: int, bytes_per_value: int = 4
+) -> int:
+    r"""Activations saved for backward without dropout, at ``bytes_per_value`` (Chapter 9).
+
+    .. math::
+        L\,b\,\big(16\,T B d_{\text{model}} + 2\,n_{\text{head}} T^2 B\big).
+
+    :func:`activation_bytes` (Korthikanti et al. 2022) without its 1-byte dropout masks,
+    counted in values: per layer 16 values per token and channel (norm inputs and outputs,
+    :math:`\mathbf Q`, :math:`\mathbf K`, :math:`\mathbf V`, the inputs of the two
+    projections, the four-times-wider input of the activation and of the second FFN
+    matrix) and two :math:`T\times T` tensors per head (the softmax output and the copy
+    multiplied by :math:`\mathbf V`). Norm statistics, masks and the output layer are left
+    out. With ``bytes_per_value=2`` plus the masks it is :func:`activation_bytes`.
+    """
+    cfg = _check_cfg(cfg)
+    B = check_int("batch", batch, 1)
+    T = check_int("seq_len", seq_len, 1)
+    b = check_int("bytes_per_value", bytes_per_value, 1)
+    return cfg.n_layer * b * (16 * T * B * cfg.d_model + 2 * cfg.n_head * T * T * B)
+
+
+#: Bytes per parameter of mixed-precision Adam in the ZeRO paper, 16-bit weights and
+#: gradients and K = 12 bytes of float32 optimizer state (master weights, m and v).
+ZERO_BYTES: dict[str, int] = {"weights": 2, "gradients": 2, "optimizer": 12}
+
+
+def zero_memory_per_rank(
+    n_params: int,
+    n_ranks: int,
+    stage: int,
+    *,
+    weight_bytes: int = 2,
+    grad_bytes: int = 2,
+    optimizer_bytes: int = 12,
+) -> dict[str, float]:
+    r"""Model-state bytes per rank under ZeRO stage 0–3 (Rajbhandari et al. 2020; Ch. 9).
+
+    With :math:`\Psi` parameters on :math:`N_d` ranks and the defaults (2 + 2 + 12 bytes):
+
+    .. math::
+        \begin{aligned}
+        \text{stage 0: } &(2 + 2 + K)\Psi, &
+        \text{stage 1: } &2\Psi + 2\Psi + K\Psi/N_d, \\
+        \text{stage 2: } &2\Psi + (2 + K)\Psi/N_d, &
+        \text{stage 3: } &(2 + 2 + K)\Psi/N_d.
+        \end{aligned}
+
+    Stage 1 shards the optimizer state, stage 2 also the gradients, stage 3 also the
+    weights. Activations, buffers and fragmentation are not included. Returns
+    ``weights``, ``gradients``, ``optimizer`` and ``total`` in bytes.
+    """
+    P = check_int("n_params", n_params, 1)
+    n = check_int("n_ranks", n_ranks, 1)
+    stage = check_int("stage", stage, 0, 3)
+    w = check_int("weight_bytes", weight_bytes, 1)
+    g = check_int("grad_bytes", grad_bytes, 1)
+    k = check_int("optimizer_bytes", optimizer_bytes, 0)
+    out = {
+        "weights": w * P / (n if stage >= 3 else 1),
+        "gradients": g * P / (n if stage >= 2 else 1),
+        "optimizer": k * P / (n if stage >= 1 else 1),
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def pipeline_bubble_fraction(n_stages: int, n_micro: int) -> float:
+    r"""Idle fraction of a GPipe or 1F1B pipeline (Huang et al. 2019; Chapter 9):
+
+    .. math::
+        \frac{p - 1}{m + p - 1}
+
+    for :math:`p` stages and :math:`m` micro-batches of equal cost per stage.
+    """
+    p = check_int("n_stages", n_stages, 1)
+    m = check_int("n_micro", n_micro, 1)
+    return (p - 1) / (m + p - 1)
+
+
+def ring_allreduce_seconds(
+    n_bytes: float, n_ranks: int, bandwidth: float, latency: float = 0.0
+) -> float:
+    r"""Time of a ring all-reduce of ``n_bytes`` on ``n_ranks`` ranks (Chapter 9).
+
+    .. math::
+        t = 2(p - 1)\,\alpha + \frac{2(p - 1)}{p}\,\frac{n}{\beta}:
+
+    a reduce-scatter and an all-gather, each of :math:`p - 1` steps that send
+    :math:`n/p` bytes; :math:`\alpha` is the ``latency`` of one step (s) and
+    :math:`\beta` the link ``bandwidth`` (bytes/s). One rank needs no communication.
+    """
+    n = check_number("n_bytes", n_bytes, low=0)
+    p = check_int("n_ranks", n_ranks, 1)
+    beta = check_number("bandwidth", bandwidth, low=0, strict=True)
+    alpha = check_number("latency", latency, low=0)
+    return 2 * (p - 1) * alpha + 2 * (p - 1) / p * n / beta
+
+
+def checkpoint_memory(n_layer: int, segment: int) -> int:
+    r"""Layer activations held at the peak with a checkpoint every ``segment`` layers
+    (Chen et al. 2016; Chapter 9), in units of one layer's activations:
+
+    .. math::
+        \lceil L/k \rceil + k,
+
+    the stored segment inputs plus one segment recomputed during the backward pass. It
+    is smallest near :math:`k = \sqrt L`, where it is about :math:`2\sqrt L`; ``segment``
+    = 1 stores every layer's input only, ``segment`` = L stores nothing but the input.
+    """
+    L = check_int("n_layer", n_layer, 1)
+    k = check_int("segment", segment, 1, L)
+    return math.ceil(L / k) + k
+
+
 __all__ = [
     "OPTIMIZER_STATES",
+    "ZERO_BYTES",
     "activation_bytes",
+    "checkpoint_memory",
     "count_parameters",
     "flops_per_token",
+    "gpu_hours",
     "kv_cache_bytes",
     "memory_bytes",
+    "model_flops_utilization",
+    "pipeline_bubble_fraction",
+    "ring_allreduce_seconds",
+    "saved_activation_bytes",
+    "training_flops",
+    "zero_memory_per_rank",
 ]

@@ -9,8 +9,9 @@ One optimisation step :math:`s` (counting from 0) does, in order:
    which equals the gradient of one batch of :math:`k \cdot` ``batch_size`` windows.
 3. Clip it to norm at most :math:`c` = ``grad_clip``:
    :math:`g \leftarrow g \cdot \min\!\big(1, c / \lVert g \rVert_2\big)`.
-4. Take an AdamW step (:func:`configure_optimizer`) with the learning rate
-   :math:`\eta_s` of :func:`lr_at`.
+4. Take an AdamW step (:func:`configure_optimizer`: the book's
+   :class:`llmbook.optim.AdamW`, bit-identical to ``torch.optim.AdamW(foreach=True)``)
+   with the learning rate :math:`\eta_s` of :func:`lr_at` (:func:`llmbook.optim.warmup_cosine`).
 
 :func:`train` repeats this for ``max_steps`` steps, evaluates on held-out tokens every
 ``eval_interval`` steps (:func:`evaluate`), shows a progress bar and returns a
@@ -57,6 +58,7 @@ from llmbook._validate import (
     show,
 )
 from llmbook.data import get_batch
+from llmbook.optim import AdamW, warmup_cosine
 
 CHECKPOINT_FORMAT = "llmbook-checkpoint 1"
 #: The keys every checkpoint of :func:`save_checkpoint` holds.
@@ -266,18 +268,21 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     step = check_int("step", step, 0)
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    W, S = cfg.warmup_steps, cfg.max_steps
-    if step < W:
-        return cfg.lr * (step + 1) / W
-    if step >= S:
-        return cfg.min_lr
-    progress = (step - W) / (S - W)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
+    return warmup_cosine(
+        step,
+        peak_lr=cfg.lr,
+        min_lr=cfg.min_lr,
+        warmup_steps=cfg.warmup_steps,
+        total_steps=cfg.max_steps,
+        offset=1,
+    )
 
 
 # ------------------------------------------------------------------------ optimizer
-def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    r"""AdamW with weight decay on the matrices only, as in GPT-2 and nanoGPT (Chapter 7).
+def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> AdamW:
+    r"""The book's AdamW (:class:`llmbook.optim.AdamW`, bit-identical to
+    ``torch.optim.AdamW(foreach=True)``) with weight decay on the matrices only, as in
+    GPT-2 and nanoGPT (Chapter 7).
 
     Parameters with ``ndim >= 2`` (linear weights, the embedding tables) are decayed,
     :math:`\theta \leftarrow \theta - \eta\lambda\theta`; biases and norm gains (1-d) are
@@ -298,7 +303,7 @@ def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps)
+    return AdamW(groups, lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps)
 
 
 # --------------------------------------------------------------------- one step

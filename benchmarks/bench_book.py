@@ -3,20 +3,21 @@
 The peer is the budget itself: at most 90 s of work per chapter and 20 minutes for the
 whole book on a 2-core CPU of the slow kind (AVX2, no native bfloat16, so float32), and
 the zoo recipes the chapters load, trained from an empty cache, timed separately (the
-zoo's own budget is 25 minutes for all recipes; its CPU model should train in 7).
+zoo's own budget is 25 minutes for all recipes; its CPU model should train in 7 and
+Chapter 10's scaling grid in 8).
 
 What is timed, in this order, with the environment the test run uses (``LLMBOOK_DEVICE=cpu``,
 ``TQDM_DISABLE=1``, ``PYTHONHASHSEED=0``) and a fresh, empty ``LLMBOOK_CACHE``:
 
-1. ``python -m llmbook.zoo build NAME`` for each recipe in ``--zoo`` (default: the book's
-   CPU model), in a subprocess: data preparation, training and scoring; the training time
+1. ``python -m llmbook.zoo build NAME`` for each recipe or group in ``--zoo`` (default: the
+   book's CPU model and the scaling grid), in a subprocess: data preparation, training and scoring; the training time
    alone is read from the entry's manifest;
 2. each chapter notebook, executed top to bottom on a fresh kernel (``nbclient``) from a
    copy, so the committed notebooks are not touched; a chapter's time includes its
    kernel start (about a second).
 
 The table gives seconds per chapter against the budget and exits with status 1 when a
-chapter, the book or the zoo's CPU model is over budget (status 2 when a notebook fails).
+chapter, the book, the zoo's CPU model or the grid is over budget (status 2 when a notebook fails).
 ``--fp32`` sets ``LLMBOOK_PRECISION=fp32``, so a CPU with native bfloat16 trains as the slow
 kind does (its float32 is still faster than the slow kind's: the float32 matmul ceiling
 measured in the same run is printed, so the times can be compared across machines; the
@@ -48,18 +49,20 @@ from nbclient import NotebookClient
 
 from llmbook import __version__
 from llmbook.train import resolve_precision
+from llmbook.zoo import GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_BUDGET_S = 90.0
 BOOK_BUDGET_S = 20 * 60.0
 ZOO_MODEL_BUDGET_S = 7 * 60.0  # training time of the book's CPU model
 ZOO_BUDGET_S = 25 * 60.0  # all recipes, build included
+GRID_BUDGET_S = 8 * 60.0  # Chapter 10's scaling grid, training time of all its runs
 SLOW_KIND_FP32_GFLOPS = 144.0
 RUN_ENV = {"LLMBOOK_DEVICE": "cpu", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
 
 
 def build_zoo(name: str) -> tuple[float, float]:
-    """Build one recipe from the (empty) cache in a subprocess: (wall s, training s)."""
+    """Build one recipe or group from the (empty) cache in a subprocess: (wall s, training s)."""
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "llmbook.zoo", "build", name, "--no-progress"],
@@ -67,14 +70,20 @@ def build_zoo(name: str) -> tuple[float, float]:
         cwd=ROOT,
     )
     wall = time.perf_counter() - start
-    (entry,) = (Path(os.environ["LLMBOOK_CACHE"]) / "zoo").glob(f"{name}-*")
-    metrics = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))["metrics"]
-    print(
-        f"  {name}: {metrics['val_bpc']:.4f} bits/char, trained in "
-        f"{metrics['train_seconds']:.0f} s ({metrics['precision']})",
-        flush=True,
-    )
-    return wall, float(metrics["train_seconds"])
+    trained = 0.0
+    for member in GROUPS.get(name, (name,)):
+        (entry,) = (Path(os.environ["LLMBOOK_CACHE"]) / "zoo").glob(f"{member}-*")
+        metrics = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))["metrics"]
+        trained += float(metrics["train_seconds"])
+        if name == member:
+            print(
+                f"  {name}: {metrics['val_bpc']:.4f} bits/char, trained in "
+                f"{metrics['train_seconds']:.0f} s ({metrics['precision']})",
+                flush=True,
+            )
+    if name in GROUPS:
+        print(f"  {name}: {len(GROUPS[name])} recipes trained in {trained:.0f} s", flush=True)
+    return wall, trained
 
 
 def run_chapter(path: Path) -> float:
@@ -92,7 +101,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fp32", action="store_true", help="train in float32 (LLMBOOK_PRECISION)")
     parser.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default all)")
-    parser.add_argument("--zoo", nargs="*", default=["shakespeare-bpe-small"], help="recipes")
+    parser.add_argument(
+        "--zoo",
+        nargs="*",
+        default=["shakespeare-bpe-small", "scaling-grid"],
+        help="recipes or groups",
+    )
     parser.add_argument("--no-zoo", action="store_true", help="use the existing cache instead")
     args = parser.parse_args()
 
@@ -123,6 +137,8 @@ def main() -> int:
                 zoo_total += wall
                 if name == "shakespeare-bpe-small" and trained > ZOO_MODEL_BUDGET_S:
                     over.append(f"{name} trained in {trained:.0f} s > {ZOO_MODEL_BUDGET_S:.0f} s")
+                if name == "scaling-grid" and trained > GRID_BUDGET_S:
+                    over.append(f"{name} trained in {trained:.0f} s > {GRID_BUDGET_S:.0f} s")
             print(f"  zoo build total {zoo_total:.0f} s (budget {ZOO_BUDGET_S:.0f} s)")
             if zoo_total > ZOO_BUDGET_S:
                 over.append(f"zoo build {zoo_total:.0f} s > {ZOO_BUDGET_S:.0f} s")

@@ -438,3 +438,46 @@ def test_cli_runs_as_a_module():
     assert "shakespeare-bpe-small" in listed.stdout and "shakespeare-bpe-tiny" in listed.stdout
     bad = subprocess.run([*run, "build", "no-such-model"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown zoo model" in bad.stderr and bad.stdout == ""
+
+
+# ------------------------------------------------------------------ the scaling grid
+def test_scaling_grid_is_an_isoflop_design_under_one_epoch():
+    from llmbook.counting import count_parameters
+
+    names = zoo.GROUPS["scaling-grid"]
+    assert len(names) == len(set(names)) == sum(map(len, zoo.SCALING_BUDGETS.values()))
+    train_bytes = len(shakespeare("train").encode("utf-8"))
+    specs = set()
+    for name, compute in zip(names, np.repeat(list(zoo.SCALING_BUDGETS), 5), strict=True):
+        r = RECIPES[name]
+        t, n = r.train_config(), count_parameters(r.model_config())
+        d = t.max_steps * t.tokens_per_step
+        assert 6 * n * d == pytest.approx(compute, rel=0.06)  # whole windows per step
+        assert t.max_steps == zoo.SCALING_STEPS and t.precision == "fp32"
+        assert t.warmup_steps == zoo.SCALING_STEPS // 10
+        assert t.min_lr == pytest.approx(t.lr / 10)  # cosine to 10% of the peak
+        assert d < train_bytes  # under one epoch
+        specs.add(json.dumps(r.data_spec(), sort_keys=True))
+    assert len(specs) == 1 and RECIPES[names[0]].tokenizer == "bytes"  # data shared
+    # five consecutive shapes per budget: each size appears at up to three budgets
+    for shapes in zoo.SCALING_BUDGETS.values():
+        assert list(shapes) == list(range(shapes[0], shapes[0] + 5))
+
+
+def test_existing_recipes_are_unchanged_by_the_grid():
+    small = RECIPES["shakespeare-bpe-small"]
+    assert small.train["max_steps"] == 1600 and small.vocab_size == 2048
+    assert set(zoo.GROUPS["scaling-grid"]) <= set(RECIPES)
+
+
+def test_cli_builds_a_group(monkeypatch, capsys):
+    monkeypatch.setattr(zoo, "RECIPES", {TINY.name: TINY})
+    monkeypatch.setattr(zoo, "GROUPS", {"tiny-group": (TINY.name,)})
+    assert main(["list"]) == 0
+    assert "tiny-group" in capsys.readouterr().out
+    assert main(["build", "tiny-group", "--device", "cpu", "--no-progress"]) == 0
+    assert f"{TINY.name}: trained in" in capsys.readouterr().out
+    monkeypatch.setattr(zoo, "GROUPS", {"bad-group": ("no-such-model",)})
+    assert main(["build", "bad-group"]) == 2
+    err = capsys.readouterr().err
+    assert "'no-such-model'" in err and "groups: bad-group" in err

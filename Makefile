@@ -3,7 +3,8 @@
 #   make test      lint, library tests, nbval over every chapter, site build, browser test
 #   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
 #   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook);
-#                  nbval and execute need it (chapter 7 loads shakespeare-bpe-small)
+#                  nbval and execute need them (chapters 7, 9 and 11 load
+#                  shakespeare-bpe-small, chapter 10 the scaling-grid group)
 #   make budget    time every chapter and the zoo build against the budget (a benchmark,
 #                  not a test; BUDGET_ARGS=--fp32 times a bf16 CPU as the slow kind)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -53,8 +54,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
 
+ZOO := shakespeare-bpe-small scaling-grid
 zoo: $(STAMP)
-	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build shakespeare-bpe-small scaling-grid
+	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(ZOO)
 
 nbval: $(STAMP) zoo
 	$(RUN_ENV) $(BIN)/python -m pytest --nbval chapters/*.ipynb --nbval-current-env \
@@ -66,8 +68,12 @@ site-test: $(STAMP)
 test: lint unit nbval book site-test
 	@echo "make test: lint, library tests, nbval, site build (-W -n) and browser test all passed."
 
-# chapters 1-6 and 8 do not load the zoo, so executing one of them does not build it
-execute: $(STAMP) $(if $(filter 01_% 02_% 03_% 04_% 05_% 06_% 08_%,$(CHAPTER)),,zoo)
+# what executing CHAPTER needs from the zoo: nothing for chapters 1-6 and 8, the grid
+# only for chapter 10 (or all chapters), the CPU model for the others
+EXEC_ZOO := $(if $(filter 01_% 02_% 03_% 04_% 05_% 06_% 08_%,$(CHAPTER)),,$(if \
+  $(filter 10_% *,$(CHAPTER)),$(ZOO),shakespeare-bpe-small))
+execute: $(STAMP)
+	$(if $(EXEC_ZOO),$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(EXEC_ZOO))
 	@for md in chapters/$(CHAPTER).md; do \
 	  echo "executing $$md"; start=$$(date +%s); \
 	  $(BIN)/jupytext --quiet --sync "$$md" || exit 1; \

@@ -10,8 +10,8 @@ What is timed, in this order, with the environment the test run uses (``LLMBOOK_
 ``TQDM_DISABLE=1``, ``PYTHONHASHSEED=0``) and a fresh, empty ``LLMBOOK_CACHE``:
 
 1. ``python -m llmbook.zoo build NAME`` for each recipe or group in ``--zoo`` (default: the
-   book's CPU model and the scaling grid), in a subprocess: data preparation, training and scoring; the training time
-   alone is read from the entry's manifest;
+   book's CPU model and the scaling grid), in a subprocess: data preparation, training and
+   scoring; the training time alone is read from the entries' manifests;
 2. each chapter notebook, executed top to bottom on a fresh kernel (``nbclient``) from a
    copy, so the committed notebooks are not touched; a chapter's time includes its
    kernel start (about a second).

@@ -217,3 +217,28 @@ def test_no_dangling_chapter_reference(md):
             if missing and "to come" not in after:
                 bad.append(f"{m.group(0)!r} (not written: {missing}): …{after[:40]}")
     assert not bad, "a chapter not written yet must be marked '(to come)':\n" + "\n".join(bad)
+
+
+# --------------------------------------------------------------------- roles in math
+ROLE = re.compile(r"\{(glue|glue:text|glue:md|term|ref|doc|cite|cite:p|cite:t|numref|eq)\}`")
+
+
+def _inline_math(text: str) -> list[str]:
+    """The $…$ spans of a markdown text, outside code fences, code spans and $$…$$."""
+    text = re.sub(r"^(`{3,}|:{3,}).*?^\1\s*$", "", text, flags=re.MULTILINE | re.DOTALL)
+    text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.DOTALL)
+    text = re.sub(r"(?<!\})`[^`\n]*`", "", text)  # code spans, not the targets of roles
+    return re.split(r"(?<!\\)\$", text)[1::2]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids)
+def test_no_roles_inside_math(md):
+    """A role inside $…$ is not resolved: the page shows its raw text (e.g. a glued number)."""
+    bad = [
+        f"${span[:70]}$"
+        for cell in _cells(md)
+        if cell.cell_type == "markdown"
+        for span in _inline_math(cell.source)
+        if ROLE.search(span)
+    ]
+    assert not bad, "roles inside inline math (move them out of the $…$):\n" + "\n".join(bad)

@@ -445,11 +445,17 @@ def test_scaling_grid_is_an_isoflop_design_under_one_epoch():
     from llmbook.counting import count_parameters
 
     names = zoo.GROUPS["scaling-grid"]
-    assert len(names) == len(set(names)) == sum(map(len, zoo.SCALING_BUDGETS.values()))
+    seeds = zoo.SCALING_SEEDS
+    points = sum(map(len, zoo.SCALING_BUDGETS.values()))
+    assert len(names) == len(set(names)) == points * len(seeds) and len(seeds) >= 2
     train_bytes = len(shakespeare("train").encode("utf-8"))
     specs = set()
-    for name, compute in zip(names, np.repeat(list(zoo.SCALING_BUDGETS), 5), strict=True):
+    budgets = [c for c, shapes in zoo.SCALING_BUDGETS.items() for _ in shapes for _ in seeds]
+    for k, (name, compute) in enumerate(zip(names, budgets, strict=True)):
         r = RECIPES[name]
+        assert r.train["seed"] == seeds[k % len(seeds)]
+        other = RECIPES[names[k - k % len(seeds)]]  # the point's first seed: same run
+        assert {**r.train, "seed": 0} == {**other.train, "seed": 0} and r.model == other.model
         t, n = r.train_config(), count_parameters(r.model_config())
         d = t.max_steps * t.tokens_per_step
         assert 6 * n * d == pytest.approx(compute, rel=0.06)  # whole windows per step
@@ -459,9 +465,9 @@ def test_scaling_grid_is_an_isoflop_design_under_one_epoch():
         assert d < train_bytes  # under one epoch
         specs.add(json.dumps(r.data_spec(), sort_keys=True))
     assert len(specs) == 1 and RECIPES[names[0]].tokenizer == "bytes"  # data shared
-    # five consecutive shapes per budget: each size appears at up to three budgets
+    # five or more consecutive shapes per budget: each size appears at up to three budgets
     for shapes in zoo.SCALING_BUDGETS.values():
-        assert list(shapes) == list(range(shapes[0], shapes[0] + 5))
+        assert len(shapes) >= 5 and list(shapes) == list(range(shapes[0], shapes[-1] + 1))
 
 
 def test_existing_recipes_are_unchanged_by_the_grid():

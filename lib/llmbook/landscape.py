@@ -97,14 +97,14 @@ def hvp(loss_fn: LossFn, params: Sequence[Tensor], v: Sequence[Tensor]) -> list[
     ----------
     loss_fn : callable
         Zero-argument callable returning the scalar loss :math:`L(\theta)` of ``params``.
-    params : list of Tensor
+    params : list of torch.Tensor
         The parameters :math:`\theta` (``requires_grad=True``).
-    v : list of Tensor
+    v : list of torch.Tensor
         The vector, one tensor per parameter, with the parameters' shapes.
 
     Returns
     -------
-    list of Tensor
+    list of torch.Tensor
         :math:`Hv = \nabla_\theta(\nabla_\theta L^\top v)`, shaped like ``params``
         (detached); exact up to rounding, for the cost of about two gradients.
     """
@@ -133,7 +133,7 @@ def finite_difference_hvp(
 
     Returns
     -------
-    list of Tensor
+    list of torch.Tensor
         The approximation to :math:`Hv`, shaped like ``params``.
     """
     loss_fn = _check_loss_fn(loss_fn)
@@ -280,8 +280,8 @@ def top_eigenvalues(
         As in :func:`hvp`.
     k : int
         How many eigenvalues, ``1 <= k <= N`` (``N`` the number of parameters).
-    method : {"lanczos", "power"}
-        The algorithm.
+    method : str
+        The algorithm, ``"lanczos"`` or ``"power"``.
     iters : int, optional
         Lanczos steps (default ``min(N, max(2k + 20, 30))``; at least ``k``) or the power
         iterations per eigenvalue (default 200).
@@ -292,7 +292,7 @@ def top_eigenvalues(
 
     Returns
     -------
-    Tensor
+    torch.Tensor
         1-D float64 tensor of the ``k`` eigenvalues, in descending order.
     """
     loss_fn = _check_loss_fn(loss_fn)
@@ -358,7 +358,7 @@ def spectral_density(
 
     Returns
     -------
-    nodes, weights : Tensor
+    nodes, weights : torch.Tensor
         1-D float64 tensors; the weights are non-negative and sum to 1.
     """
     loss_fn = _check_loss_fn(loss_fn)
@@ -382,16 +382,16 @@ def gaussian_density(nodes: Tensor, weights: Tensor, grid: Tensor, sigma: float)
 
     Parameters
     ----------
-    nodes, weights : Tensor
+    nodes, weights : torch.Tensor
         1-D tensors of equal length (weights non-negative).
-    grid : Tensor
+    grid : torch.Tensor
         1-D tensor of the points :math:`\lambda` to evaluate at.
     sigma : float
         The kernel width, ``> 0``.
 
     Returns
     -------
-    Tensor
+    torch.Tensor
         1-D float64 tensor shaped like ``grid``.
     """
     nodes = check_float_tensor("nodes", nodes, ndim=1, shape="(m,)", finite=True)
@@ -421,14 +421,14 @@ def filter_normalized_direction(params: Sequence[Tensor], seed: int = 0) -> list
 
     Parameters
     ----------
-    params : list of Tensor
+    params : list of torch.Tensor
         The weights :math:`\theta` (need not require grad).
     seed : int
         Seeds the direction.
 
     Returns
     -------
-    list of Tensor
+    list of torch.Tensor
         The direction, shaped like ``params`` (float, detached).
     """
     params = _check_tensors("params", params)
@@ -476,18 +476,18 @@ def loss_slice(
     ----------
     loss_fn : callable
         Zero-argument callable returning the scalar loss of ``params``.
-    params : list of Tensor
+    params : list of torch.Tensor
         The tensors the loss reads (e.g. ``list(model.parameters())``).
-    directions : list of one or two directions
-        Each a list of tensors shaped like ``params``.
-    coords : list of 1-D Tensor
-        One coordinate tensor per direction.
-    origin : list of Tensor, optional
+    directions : list
+        One or two directions, each a list of tensors shaped like ``params``.
+    coords : list of torch.Tensor
+        One 1-D coordinate tensor per direction.
+    origin : list of torch.Tensor, optional
         The centre :math:`\theta_0`, shaped like ``params``.
 
     Returns
     -------
-    Tensor
+    torch.Tensor
         float64, shape ``(len(a),)`` or ``(len(a), len(b))``.
     """
     loss_fn = _check_loss_fn(loss_fn)
@@ -625,7 +625,7 @@ def random_relu_features(X: Tensor, p: int, seed: int = 0) -> Tensor:
 
     Parameters
     ----------
-    X : Tensor
+    X : torch.Tensor
         Inputs, shape ``(n, d)``.
     p : int
         The number of features.
@@ -634,7 +634,7 @@ def random_relu_features(X: Tensor, p: int, seed: int = 0) -> Tensor:
 
     Returns
     -------
-    Tensor
+    torch.Tensor
         float64, shape ``(n, p)``.
     """
     X = check_float_tensor("X", X, ndim=2, shape="(n, d)", finite=True)
@@ -654,16 +654,16 @@ def ridge_fit(F: Tensor, y: Tensor, ridge: float = 0.0) -> Tensor:
 
     Parameters
     ----------
-    F : Tensor
+    F : torch.Tensor
         Features, shape ``(n, p)``.
-    y : Tensor
+    y : torch.Tensor
         Targets, shape ``(n,)``.
     ridge : float
         :math:`\lambda \ge 0`.
 
     Returns
     -------
-    Tensor
+    torch.Tensor
         float64 weights, shape ``(p,)``.
     """
     F = check_float_tensor("F", F, ndim=2, shape="(n, p)", finite=True).double()

@@ -184,10 +184,12 @@ class Adam(torch.optim.Optimizer):
     r"""Adam (Kingma & Ba 2015) with bias correction (Chapter 8), as ``torch.optim.Adam``.
 
     .. math::
-        \mathbf m_s = \beta_1\mathbf m_{s-1} + (1-\beta_1)\mathbf g_s,\quad
-        \mathbf v_s = \beta_2\mathbf v_{s-1} + (1-\beta_2)\mathbf g_s^2,\quad
-        \theta_s = \theta_{s-1} - \eta\,\frac{\mathbf m_s/(1-\beta_1^s)}
+        \begin{aligned}
+        \mathbf m_s &= \beta_1\mathbf m_{s-1} + (1-\beta_1)\mathbf g_s,\quad
+        \mathbf v_s = \beta_2\mathbf v_{s-1} + (1-\beta_2)\mathbf g_s^2,\\
+        \theta_s &= \theta_{s-1} - \eta\,\frac{\mathbf m_s/(1-\beta_1^s)}
         {\sqrt{\mathbf v_s/(1-\beta_2^s)} + \epsilon}.
+        \end{aligned}
 
     ``weight_decay`` :math:`\lambda` adds :math:`\lambda\theta` to the gradient (coupled, an
     :math:`\ell_2` penalty); :class:`AdamW` decouples it. The operations follow

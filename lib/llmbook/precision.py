@@ -29,7 +29,7 @@ MIXED_PRECISION_ADAM_BYTES: dict[str, int] = {
     "Adam m (float32)": 4,
     "Adam v (float32)": 4,
 }
-#: The same for plain float32 training with Adam: weights, gradients, m and v.
+#: The same for plain float32 training with Adam (weights, gradients, m and v).
 FLOAT32_ADAM_BYTES: dict[str, int] = {
     "float32 weights": 4,
     "float32 gradients": 4,

@@ -16,9 +16,11 @@ whose model size grows as :math:`N_{\text{opt}} \propto C^{0.73}` (:class:`Kapla
 form,
 
 .. math::
-    N^*(C) = G \Big(\frac{C}{6}\Big)^{a}, \quad D^*(C) = G^{-1} \Big(\frac{C}{6}\Big)^{b},
-    \quad G = \Big(\frac{\alpha A}{\beta B}\Big)^{1/(\alpha+\beta)},
+    \begin{aligned}
+    N^*(C) &= G \Big(\frac{C}{6}\Big)^{a}, \quad D^*(C) = G^{-1} \Big(\frac{C}{6}\Big)^{b},\\
+    G &= \Big(\frac{\alpha A}{\beta B}\Big)^{1/(\alpha+\beta)},
     \quad a = \frac{\beta}{\alpha+\beta}, \; b = \frac{\alpha}{\alpha+\beta}
+    \end{aligned}
 
 (:meth:`ChinchillaLaw.optimal_allocation`; :func:`numerical_optimum` finds it with SciPy).
 

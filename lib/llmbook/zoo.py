@@ -284,12 +284,13 @@ RECIPES: dict[str, Recipe] = {
 # ---------------------------------------------------------------- the scaling grid
 #: The model shapes of Chapter 10's scaling study, ``(n_layer, d_model, n_head)``, from
 #: 8,240 to 256,560 parameters (:func:`llmbook.counting.count_parameters`, embeddings
-#: included), 1.5 to 2.2 times apart.
+#: included), 1.2 to 2.2 times apart.
 SCALING_SHAPES: tuple[tuple[int, int, int], ...] = (
-    (1, 16, 2), (1, 24, 2), (1, 32, 4), (2, 32, 4), (2, 48, 4), (2, 64, 4), (3, 80, 4),
+    (1, 16, 2), (1, 24, 2), (1, 32, 4), (2, 32, 4), (2, 48, 4), (2, 64, 4), (3, 72, 4),
+    (3, 80, 4),
 )  # fmt: skip
 #: The grid's compute budgets :math:`C = 6ND` (FLOPs, :math:`N` all parameters) and the
-#: five consecutive shapes trained at each, every run on :math:`D \approx C / (6N)`
+#: five or six consecutive shapes trained at each, every run on :math:`D \approx C / (6N)`
 #: tokens: an isoFLOP design. Byte-level tokens (V = 256): the 4.3M training bytes allow
 #: 3.0 times more tokens than BPE's 1.43M, and the models are not mostly embedding
 #: (with V = 2048, a 2,048 x 24 embedding outweighs a whole block). Every run takes
@@ -298,20 +299,26 @@ SCALING_SHAPES: tuple[tuple[int, int, int], ...] = (
 #: steps and lost to the smallest at every budget). Every run stays under one epoch.
 SCALING_BUDGETS: dict[float, tuple[int, ...]] = {
     4e10: (0, 1, 2, 3, 4),
-    1.2e11: (1, 2, 3, 4, 5),
-    3.6e11: (2, 3, 4, 5, 6),
+    1.2e11: (1, 2, 3, 4, 5, 6),
+    3.6e11: (2, 3, 4, 5, 6, 7),
 }
 #: Optimizer steps of every run of the scaling grid.
 SCALING_STEPS = 500
+#: Every point of the grid is trained with these seeds (initialisation and batch order);
+#: Chapter 10 averages their losses. One seed is not enough: with batches of a few
+#: windows, two seeds of one point differ by up to 0.035 nats per byte, as much as
+#: neighbouring sizes of a budget, and a single seed's isoFLOP minima move by a factor
+#: of two between CPUs.
+SCALING_SEEDS: tuple[int, ...] = (0, 1)
 
 
-def _scaling_recipe(shape: tuple[int, int, int], compute: float) -> Recipe:
+def _scaling_recipe(shape: tuple[int, int, int], compute: float, seed: int = 0) -> Recipe:
     """One run of the scaling grid: a shape trained on :math:`C / (6N)` tokens (Chapter 10).
 
     Raw UTF-8 bytes of the training plays, windows of 64, :data:`SCALING_STEPS` steps of
     :math:`D / (64 S)` windows (rounded), float32, a cosine schedule to 10% of the peak
     matched to the run's length (as Chinchilla does), 10% warmup, and evaluation only at
-    the start and the end.
+    the start and the end. Seed 0 has the plain name, seed ``s`` the suffix ``-seed{s}``.
     """
     n_layer, d_model, n_head = shape
     model = dict(block_size=64, n_layer=n_layer, n_head=n_head, d_model=d_model,
@@ -319,16 +326,17 @@ def _scaling_recipe(shape: tuple[int, int, int], compute: float) -> Recipe:
     n = count_parameters(GPTConfig(vocab_size=256, **model))
     batch = max(1, round(compute / (6 * n * SCALING_STEPS * 64)))
     tokens = SCALING_STEPS * batch * 64
+    suffix = f"-seed{seed}" if seed else ""
     return Recipe(
-        name=f"scaling-{n_layer}x{d_model}-{tokens // 1000}k",
+        name=f"scaling-{n_layer}x{d_model}-{tokens // 1000}k{suffix}",
         description=(
             f"scaling grid: {n_layer}-layer, {d_model}-wide byte-level GPT, {n:,} "
-            f"parameters, {tokens:,} tokens (C = {compute:.3g} FLOPs)"
+            f"parameters, {tokens:,} tokens (C = {compute:.3g} FLOPs), seed {seed}"
         ),
         model=model,
         train=dict(max_steps=SCALING_STEPS, batch_size=batch, lr=3e-3, min_lr=3e-4,
                    warmup_steps=SCALING_STEPS // 10, weight_decay=0.1, grad_clip=1.0,
-                   eval_interval=SCALING_STEPS, eval_batches=4, seed=0,
+                   eval_interval=SCALING_STEPS, eval_batches=4, seed=seed,
                    precision="fp32"),
         tokenizer="bytes",
         vocab_size=None,
@@ -336,17 +344,16 @@ def _scaling_recipe(shape: tuple[int, int, int], compute: float) -> Recipe:
 
 
 #: Named groups of recipes that ``python -m llmbook.zoo build GROUP`` builds together;
-#: ``scaling-grid`` is Chapter 10's study, 15 runs. Measured on a 2-core AMD EPYC
-#: (float32, one thread) shared with three other jobs: 5.4 minutes wall, 149 s of CPU
-#: time (the byte data included), so about 2.5 minutes quiet there and an estimated 4.5
-#: minutes on the slow kind of CPU (1.8 times slower).
+#: ``scaling-grid`` is Chapter 10's study: 17 points, each with the seeds of
+#: :data:`SCALING_SEEDS`, listed budget by budget, shape by shape, seed by seed.
 GROUPS: dict[str, tuple[str, ...]] = {"scaling-grid": ()}
 for _compute, _shapes in SCALING_BUDGETS.items():
     for _i in _shapes:
-        _r = _scaling_recipe(SCALING_SHAPES[_i], _compute)
-        RECIPES[_r.name] = _r
-        GROUPS["scaling-grid"] += (_r.name,)
-del _compute, _shapes, _i, _r
+        for _seed in SCALING_SEEDS:
+            _r = _scaling_recipe(SCALING_SHAPES[_i], _compute, _seed)
+            RECIPES[_r.name] = _r
+            GROUPS["scaling-grid"] += (_r.name,)
+del _compute, _shapes, _i, _seed, _r
 
 
 def get_recipe(name_or_recipe: str | Recipe) -> Recipe:

@@ -1,0 +1,279 @@
+r"""Weight quantisation: round-to-nearest integer codes, NF4, and the bits they cost
+(Chapter 13).
+
+A weight :math:`w` becomes an integer code :math:`q` and is read back as :math:`\hat w`:
+
+* **absmax** (symmetric): :math:`s = \max|w| / q_{\max}` with :math:`q_{\max} = 2^{b-1} - 1`,
+  :math:`q = \operatorname{round}(w / s) \in [-q_{\max}, q_{\max}]`, :math:`\hat w = s q`;
+* **zero-point** (asymmetric): the range :math:`[\min(w, 0), \max(w, 0)]` is cut into
+  :math:`2^b - 1` steps, :math:`s = (\max - \min) / (2^b - 1)`, the integer zero point
+  :math:`z = \operatorname{round}(-\min / s)`, :math:`q = \operatorname{clamp}(\operatorname{round}
+  (w / s) + z, 0, 2^b - 1)`, :math:`\hat w = s (q - z)`. The range holds 0, so 0 is exactly
+  representable (as in GPTQ's quantiser and PyTorch's observers).
+
+Both round to nearest (ties to even, as ``torch.round``), so :math:`|w - \hat w| \le s/2`.
+The scale :math:`s` is shared per tensor (``axis=None``), per channel (``axis``: one scale per
+index along that dimension, e.g. per row of an ``nn.Linear`` weight with ``axis=0``) or per
+group of ``group_size`` consecutive weights along the last dimension (GPTQ, AWQ,
+bitsandbytes). A finer granularity gives smaller scales and smaller errors, for more scales
+to store: :func:`bits_per_parameter`.
+
+**NF4** (Dettmers et al. 2023, QLoRA) keeps a 16-value codebook :func:`nf4_codebook` of normal
+quantiles, scales each block of ``block_size`` weights by its absmax and stores the index of
+the nearest entry: :func:`quantize_nf4`.
+
+Codes are stored one per byte (``int8`` for absmax, ``uint8`` otherwise); packing two 4-bit
+codes into a byte is storage, counted by :func:`bits_per_parameter`, not done here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from torch import Tensor
+
+from llmbook._validate import (
+    check_choice,
+    check_float_tensor,
+    check_int,
+    check_number,
+    check_type,
+    show,
+)
+
+#: The quantisation schemes a :class:`Quantized` can hold.
+SCHEMES = ("absmax", "zeropoint", "nf4")
+#: QLoRA's outer quantile: halfway between :math:`1 - \frac{1}{2\cdot 15}` and
+#: :math:`1 - \frac{1}{2 \cdot 16}`, so the extreme codes get finite normal quantiles.
+NF4_OFFSET = 0.9677083
+
+
+# ------------------------------------------------------------------------------ the result
+@dataclass(frozen=True, eq=False)
+class Quantized:
+    """Integer codes and what turns them back into weights (Chapter 13).
+
+    ``codes`` has the weights' ``shape``; ``scale`` (and ``zero_point`` for ``"zeropoint"``)
+    broadcast against the codes viewed in groups: the whole tensor, one channel, one group of
+    ``group_size`` along the last dimension, or for ``"nf4"`` one block of ``group_size``
+    consecutive weights of the flattened tensor (``codes`` then index :func:`nf4_codebook`).
+    """
+
+    codes: Tensor
+    scale: Tensor
+    zero_point: Tensor | None
+    shape: tuple[int, ...]
+    bits: int
+    scheme: str
+    group_size: int | None = None
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        check_choice("scheme", self.scheme, SCHEMES)
+        check_int("bits", self.bits, 2, 8)
+        check_type("codes", self.codes, Tensor, "a torch.Tensor of integer codes")
+        if self.codes.is_floating_point() or self.codes.dtype == torch.bool:
+            raise ValueError(f"codes must be an integer tensor, got {show(self.codes)}")
+        if tuple(self.codes.shape) != tuple(self.shape):
+            raise ValueError(f"codes must have shape {tuple(self.shape)}, got {show(self.codes)}")
+        check_float_tensor("scale", self.scale, finite=True)
+        if self.group_size is not None:
+            check_int("group_size", self.group_size, 1)
+
+    def dequantize(self) -> Tensor:
+        r"""The weights :math:`\hat w` the codes stand for, in the original dtype and shape."""
+        if self.scheme == "nf4":
+            values = nf4_codebook().to(self.scale)[self.codes.long()].reshape(-1)
+            per_weight = self.scale.repeat_interleave(self.group_size)[: values.numel()]
+            return (values * per_weight).reshape(self.shape).to(self.dtype)
+        q = self.codes.to(self.scale.dtype)
+        if self.group_size is not None:
+            q = q.reshape(*self.shape[:-1], -1, self.group_size)
+        if self.zero_point is not None:
+            q = q - self.zero_point.to(self.scale.dtype)
+        return (q * self.scale).reshape(self.shape).to(self.dtype)
+
+
+# ------------------------------------------------------------------------------ checks
+def _check_weights(w: object) -> Tensor:
+    w = check_float_tensor("w", w, finite=True)
+    if w.ndim == 0 or w.numel() == 0:
+        raise ValueError(f"w must have at least one dimension and one weight, got {show(w)}")
+    return w
+
+
+def _grouped(w: Tensor, axis: object, group_size: object) -> tuple[Tensor, tuple[int, ...]]:
+    """``w`` in float (float64 stays float64) viewed so that reducing over the returned
+    dimensions gives one scale per tensor, channel or group; ``group_size`` checked."""
+    x = w if w.dtype == torch.float64 else w.float()
+    if axis is not None and group_size is not None:
+        raise ValueError("axis and group_size: give one of them (or neither), not both")
+    if group_size is not None:
+        g = check_int("group_size", group_size, 1)
+        if w.shape[-1] % g:
+            raise ValueError(f"group_size must divide the last dimension {w.shape[-1]}, got {g}")
+        return x.reshape(*w.shape[:-1], -1, g), (x.ndim,)
+    if axis is None:
+        return x, tuple(range(x.ndim))
+    a = check_int("axis", axis, -w.ndim, w.ndim - 1) % w.ndim
+    return x, tuple(d for d in range(x.ndim) if d != a)
+
+
+# ------------------------------------------------------------------------------ integer codes
+def quantize_absmax(
+    w: Tensor, bits: int = 8, axis: int | None = None, group_size: int | None = None
+) -> Quantized:
+    r"""Symmetric round-to-nearest quantisation to ``bits``-bit signed codes (Chapter 13).
+
+    .. math::
+        s = \frac{\max |w|}{2^{b-1} - 1}, \qquad q = \operatorname{round}(w / s), \qquad
+        \hat w = s\, q, \qquad |w - \hat w| \le s / 2.
+
+    The maximum is taken over the whole tensor (``axis=None``), over everything but
+    dimension ``axis`` (one scale per channel), or over groups of ``group_size`` along the
+    last dimension. Codes lie in :math:`[-(2^{b-1} - 1), 2^{b-1} - 1]`, as ``int8``;
+    an all-zero group gets scale 1 and codes 0.
+    """
+    w = _check_weights(w)
+    bits = check_int("bits", bits, 2, 8)
+    x, dims = _grouped(w, axis, group_size)
+    q_max = 2 ** (bits - 1) - 1
+    absmax = x.abs().amax(dim=dims, keepdim=True)
+    scale = torch.where(absmax > 0, absmax / q_max, torch.ones_like(absmax))
+    codes = torch.round(x / scale).clamp(-q_max, q_max).to(torch.int8).reshape(w.shape)
+    g = None if group_size is None else int(group_size)
+    return Quantized(codes, scale, None, tuple(w.shape), bits, "absmax", g, w.dtype)
+
+
+def quantize_zeropoint(
+    w: Tensor, bits: int = 8, axis: int | None = None, group_size: int | None = None
+) -> Quantized:
+    r"""Asymmetric round-to-nearest quantisation with an integer zero point (Chapter 13).
+
+    With :math:`m = \min(\min w, 0)` and :math:`M = \max(\max w, 0)`:
+
+    .. math::
+        s = \frac{M - m}{2^b - 1}, \quad z = \operatorname{round}(-m / s), \quad
+        q = \operatorname{clamp}(\operatorname{round}(w / s) + z,\ 0,\ 2^b - 1), \quad
+        \hat w = s\,(q - z).
+
+    All :math:`2^b` codes cover the weights' range, so one-signed weights (all positive,
+    say) get steps about half as large as :func:`quantize_absmax`'s, which spends half its
+    codes on the sign. Still :math:`|w - \hat w| \le s/2`. Codes and zero points are
+    ``uint8``; ``axis`` and ``group_size`` as in :func:`quantize_absmax`.
+    """
+    w = _check_weights(w)
+    bits = check_int("bits", bits, 2, 8)
+    x, dims = _grouped(w, axis, group_size)
+    q_max = 2**bits - 1
+    low = x.amin(dim=dims, keepdim=True).clamp(max=0)
+    high = x.amax(dim=dims, keepdim=True).clamp(min=0)
+    scale = torch.where(high > low, (high - low) / q_max, torch.ones_like(high))
+    zero = torch.round(-low / scale).clamp(0, q_max)
+    codes = (torch.round(x / scale) + zero).clamp(0, q_max).to(torch.uint8).reshape(w.shape)
+    g = None if group_size is None else int(group_size)
+    zp = zero.to(torch.uint8)
+    return Quantized(codes, scale, zp, tuple(w.shape), bits, "zeropoint", g, w.dtype)
+
+
+# ------------------------------------------------------------------------------ NF4
+def nf4_codebook() -> Tensor:
+    r"""The 16 NormalFloat-4 values of QLoRA (Dettmers et al. 2023), from normal quantiles.
+
+    With :math:`\Phi^{-1}` the standard normal quantile function and
+    :math:`\delta` = :data:`NF4_OFFSET`: 8 positive values
+    :math:`\Phi^{-1}(p)` for 9 points :math:`p` evenly spaced from :math:`\delta` to
+    :math:`\tfrac12` (the last, 0, dropped), 7 negative values :math:`-\Phi^{-1}(p)` for 8
+    points (the last dropped), plus an exact 0; sorted and divided by
+    :math:`\Phi^{-1}(\delta)`, so they span :math:`[-1, 1]`. The points :math:`p` are float32
+    from ``torch.linspace``, as in bitsandbytes' ``create_normal_map``, which makes the result
+    equal to its published table bit for bit (with float64 points it differs by up to
+    :math:`1.1 \times 10^{-7}`).
+    """
+    p_pos = torch.linspace(NF4_OFFSET, 0.5, 9)[:-1].double().numpy()  # float32 points
+    p_neg = torch.linspace(NF4_OFFSET, 0.5, 8)[:-1].double().numpy()
+    values = np.concatenate([norm.ppf(p_pos), [0.0], -norm.ppf(p_neg)])
+    table = torch.tensor(values, dtype=torch.float32).sort().values
+    return table / table.max()
+
+
+def quantize_nf4(w: Tensor, block_size: int = 64) -> Quantized:
+    r"""NF4 quantisation (QLoRA): per block of ``block_size`` consecutive weights (of the
+    flattened tensor; the last block may be shorter), the absmax scale :math:`s` and, per
+    weight, the index of the :func:`nf4_codebook` entry nearest to :math:`w / s`
+    (ties to the lower entry):
+
+    .. math::
+        q = \arg\min_i |w / s - c_i|, \qquad \hat w = s\, c_q.
+
+    Codes are ``uint8`` in 0..15; the scales are float32 (QLoRA's double quantisation
+    stores them in 8 bits: :func:`bits_per_parameter`).
+    """
+    w = _check_weights(w)
+    block = check_int("block_size", block_size, 1)
+    x = w.reshape(-1).double() if w.dtype == torch.float64 else w.reshape(-1).float()
+    pad = (-x.numel()) % block
+    absmax = torch.cat([x, x.new_zeros(pad)]).reshape(-1, block).abs().amax(dim=1)
+    scale = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+    code = nf4_codebook().to(x)
+    midpoints = (code[1:] + code[:-1]) / 2
+    codes = torch.bucketize(x / scale.repeat_interleave(block)[: x.numel()], midpoints)
+    codes = codes.to(torch.uint8).reshape(w.shape)
+    return Quantized(codes, scale, None, tuple(w.shape), 4, "nf4", block, w.dtype)
+
+
+# ------------------------------------------------------------------------------ storage
+def bits_per_parameter(
+    bits: int,
+    block_size: int,
+    scale_bits: int = 32,
+    double_quant_block: int | None = None,
+    double_quant_bits: int = 8,
+) -> float:
+    r"""Storage bits per weight: the code plus its share of the block's scale (Chapter 13).
+
+    .. math::
+        b + \frac{b_s}{B} \qquad \text{or, with double quantisation,} \qquad
+        b + \frac{b_{dq}}{B} + \frac{b_s}{B \cdot B_{dq}},
+
+    where each block of :math:`B` weights has one scale of :math:`b_s` bits, and double
+    quantisation stores those scales in :math:`b_{dq}` bits with one :math:`b_s`-bit scale
+    per :math:`B_{dq}` of them. QLoRA: :math:`4 + 32/64 = 4.5`, and with double
+    quantisation :math:`4 + 8/64 + 32/(64 \cdot 256) \approx 4.127`.
+    """
+    bits = check_int("bits", bits, 1, 64)
+    block = check_int("block_size", block_size, 1)
+    scale_bits = check_int("scale_bits", scale_bits, 1, 64)
+    dq_bits = check_int("double_quant_bits", double_quant_bits, 1, 64)
+    if double_quant_block is None:
+        return bits + scale_bits / block
+    dq_block = check_int("double_quant_block", double_quant_block, 1)
+    return bits + dq_bits / block + scale_bits / (block * dq_block)
+
+
+def weight_bytes(n_params: float, bits_per_param: float) -> float:
+    r"""Bytes to store ``n_params`` weights at ``bits_per_param`` bits each:
+    :math:`P\, b / 8` (Chapter 13; e.g. 70e9 weights at 4 bits: 35 GB).
+
+    :func:`llmbook.counting.memory_bytes` counts a whole model's training or inference
+    memory from its config; this is the weights alone, at any (fractional) width.
+    """
+    n = check_number("n_params", n_params, low=0)
+    b = check_number("bits_per_param", bits_per_param, low=0, strict=True)
+    return n * b / 8
+
+
+__all__ = [
+    "NF4_OFFSET",
+    "SCHEMES",
+    "Quantized",
+    "bits_per_parameter",
+    "nf4_codebook",
+    "quantize_absmax",
+    "quantize_nf4",
+    "quantize_zeropoint",
+    "weight_bytes",
+]

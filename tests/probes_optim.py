@@ -44,12 +44,12 @@ PROBES = [
     ),
     ("llmbook.optim.dynamic_map", "signed", lambda t: optim.dynamic_map("yes")),
     (
-        "llmbook.optim.quantize_blockwise",
+        "llmbook.quant.quantize_blockwise",
         "block_size",
         lambda t: optim.quantize_blockwise(torch.ones(4), optim.dynamic_map(), block_size=0),
     ),
     (
-        "llmbook.optim.dequantize_blockwise",
+        "llmbook.quant.dequantize_blockwise",
         "shape",
         lambda t: optim.dequantize_blockwise(
             torch.zeros(4, dtype=torch.uint8), torch.ones(1), optim.dynamic_map(), (5,)

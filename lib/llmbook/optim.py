@@ -12,7 +12,8 @@ and updates all the tensors of a parameter group at once with ``torch._foreach_*
   results are *bit-identical* to ``torch.optim.Adam``/``AdamW(foreach=True)`` (tested);
   the state dicts have the same keys, so checkpoints move between the two;
 * :class:`Adam8bit` — Adam with both moments stored in 8 bits, block-wise quantised with the
-  dynamic map of Dettmers et al. (2022) (:func:`dynamic_map`, :func:`quantize_blockwise`);
+  dynamic map of Dettmers et al. (2022) (:func:`dynamic_map`,
+  :func:`llmbook.quant.quantize_blockwise`);
 * :class:`SAM` — sharpness-aware minimisation (Foret et al. 2021) around any base optimiser.
 
 The schedules are plain functions of the step (or of tokens seen): :func:`constant`,
@@ -25,13 +26,14 @@ memory. Gradient accumulation is :func:`llmbook.train.accumulate_gradients`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from llmbook._validate import check_bool, check_choice, check_int, check_number, show
+from llmbook.quant import dequantize_blockwise, quantize_blockwise
 
 #: The decay shapes of :func:`warmup_stable_decay`.
 DECAY_SHAPES: tuple[str, ...] = ("linear", "cosine", "1-sqrt")
@@ -83,6 +85,25 @@ def _with_grad(group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         if p.grad.is_sparse:
             raise ValueError("sparse gradients are not supported (params must have dense .grad)")
     return params, [p.grad for p in params]
+
+
+def _loss_of(closure: object) -> Any:
+    """``closure()`` with gradients enabled (``step`` runs under no_grad), or None."""
+    closure = _check_closure(closure)
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+def _groups_with_grad(
+    groups: list[dict[str, Any]],
+) -> Iterator[tuple[dict[str, Any], list[Tensor], list[Tensor]]]:
+    """``(group, params, grads)`` for every group with at least one gradient."""
+    for group in groups:
+        params, grads = _with_grad(group)
+        if params:
+            yield group, params, grads
 
 
 # ---------------------------------------------------------------------------------- SGD
@@ -148,15 +169,8 @@ class SGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        closure = _check_closure(closure)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
+        loss = _loss_of(closure)
+        for group, params, grads in _groups_with_grad(self.param_groups):
             lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
             if wd != 0:
                 grads = torch._foreach_add(grads, params, alpha=wd)
@@ -247,15 +261,8 @@ class Adam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        closure = _check_closure(closure)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
+        loss = _loss_of(closure)
+        for group, params, grads in _groups_with_grad(self.param_groups):
             m, v, steps = self._state_of(params)
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd = group["weight_decay"]
@@ -345,106 +352,12 @@ def dynamic_map(signed: bool = True) -> Tensor:
     return torch.tensor(sorted(values), dtype=torch.float32)
 
 
-def _blocks(x: Tensor, block_size: int) -> Tensor:
-    flat = x.reshape(-1)
-    pad = (-flat.numel()) % block_size
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    return flat.view(-1, block_size)
-
-
-def quantize_blockwise(x: Tensor, code: Tensor, block_size: int = 2048) -> tuple[Tensor, Tensor]:
-    r"""Block-wise 8-bit quantisation (Dettmers et al. 2022) of a float tensor (Chapter 8).
-
-    The flattened tensor is cut into blocks of ``block_size`` values (the last one padded
-    with zeros); each block is divided by its absolute maximum :math:`a_b`, and every
-    value is replaced by the index of the nearest entry of ``code``:
-
-    .. math::
-        q_i = \operatorname{arg\,min}_j \big|\,\mathrm{code}_j - x_i / a_{b(i)}\big|.
-
-    An outlier thus only coarsens its own block.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        The values (any shape, floating point).
-    code : torch.Tensor
-        The 256 ascending code values (:func:`dynamic_map`).
-    block_size : int
-        Values per block (2048 in the paper).
-
-    Returns
-    -------
-    tuple of torch.Tensor
-        The codes (``uint8``, ``x.numel()`` of them, flat) and the block maxima
-        :math:`a_b` (float32, one per block).
-    """
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.numel() == 0:
-        raise ValueError(f"x must be a non-empty floating-point tensor, got {show(x)}")
-    _check_code(code)
-    block_size = check_int("block_size", block_size, 1)
-    blocks = _blocks(x.detach().float(), block_size)
-    absmax = blocks.abs().amax(dim=1)
-    normed = blocks / absmax.clamp_min(torch.finfo(torch.float32).tiny)[:, None]
-    code = code.to(normed.device)
-    mid = (code[1:] + code[:-1]) / 2  # boundaries between neighbouring codes
-    q = torch.bucketize(normed.reshape(-1)[: x.numel()], mid).to(torch.uint8)
-    return q, absmax
-
-
-def dequantize_blockwise(
-    q: Tensor,
-    absmax: Tensor,
-    code: Tensor,
-    shape: torch.Size | tuple[int, ...],
-    block_size: int = 2048,
-) -> Tensor:
-    r"""Undo :func:`quantize_blockwise`: :math:`\hat x_i = \mathrm{code}_{q_i}\, a_{b(i)}`.
-
-    Parameters
-    ----------
-    q, absmax : torch.Tensor
-        The codes and block maxima of :func:`quantize_blockwise`.
-    code : torch.Tensor
-        The same 256 code values.
-    shape : tuple of int
-        The original tensor's shape.
-    block_size : int
-        The same block size.
-
-    Returns
-    -------
-    torch.Tensor
-        The float32 approximation, shaped ``shape``.
-    """
-    if not isinstance(q, Tensor) or q.dtype != torch.uint8 or q.ndim != 1:
-        raise ValueError(f"q must be a 1-D uint8 tensor of codes, got {show(q)}")
-    _check_code(code)
-    if not isinstance(shape, tuple | list | torch.Size) or math.prod(shape) != q.numel():
-        raise ValueError(f"shape must hold the {q.numel()} values of q, got {show(shape)}")
-    block_size = check_int("block_size", block_size, 1)
-    n_blocks = -(-q.numel() // block_size)
-    if not isinstance(absmax, Tensor) or absmax.shape != (n_blocks,):
-        raise ValueError(
-            f"absmax must hold one maximum per block ({n_blocks} values), got {show(absmax)}"
-        )
-    values = code.to(q.device)[q.long()]
-    scale = absmax.float().repeat_interleave(block_size)[: q.numel()]
-    return (values * scale).view(tuple(shape))
-
-
-def _check_code(code: object) -> None:
-    if not isinstance(code, Tensor) or code.shape != (256,) or not code.is_floating_point():
-        raise ValueError(f"code must be a tensor of 256 code values, got {show(code)}")
-
-
 class Adam8bit(torch.optim.Optimizer):
     r"""Adam with 8-bit block-wise quantised moments (Dettmers et al. 2022) (Chapter 8).
 
     Each step dequantises :math:`\mathbf m` and :math:`\mathbf v`, takes the AdamW step of
     :class:`AdamW` in float32, and quantises the new moments again with
-    :func:`quantize_blockwise`: :math:`\mathbf m` with the signed :func:`dynamic_map`,
+    :func:`llmbook.quant.quantize_blockwise`: :math:`\mathbf m` with the signed :func:`dynamic_map`,
     :math:`\mathbf v` with the unsigned one, one float32 maximum per block of
     ``block_size`` = 2048 values (the paper's block). The state costs
     :math:`2 + 8/2048` bytes per parameter instead of 8. As in ``bitsandbytes``, tensors
@@ -505,15 +418,8 @@ class Adam8bit(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        closure = _check_closure(closure)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
+        loss = _loss_of(closure)
+        for group, params, grads in _groups_with_grad(self.param_groups):
             moments = [self._moments(p, group) for p in params]
             m, v = [a for a, _ in moments], [b for _, b in moments]
             steps = [self.state[p]["step"] for p in params]
@@ -882,11 +788,9 @@ __all__ = [
     "AdamW",
     "clip_grad_norm",
     "constant",
-    "dequantize_blockwise",
     "dynamic_map",
     "inverse_sqrt",
     "optimizer_state_bytes",
-    "quantize_blockwise",
     "warmup_cosine",
     "warmup_stable_decay",
 ]

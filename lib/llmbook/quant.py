@@ -28,6 +28,7 @@ codes into a byte is storage, counted by :func:`bits_per_parameter`, not done he
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ from llmbook._validate import (
 
 #: The quantisation schemes a :class:`Quantized` can hold.
 SCHEMES = ("absmax", "zeropoint", "nf4")
-#: QLoRA's outer quantile: halfway between :math:`1 - \frac{1}{2\cdot 15}` and
+#: QLoRA's outer quantile, halfway between :math:`1 - \frac{1}{2\cdot 15}` and
 #: :math:`1 - \frac{1}{2 \cdot 16}`, so the extreme codes get finite normal quantiles.
 NF4_OFFSET = 0.9677083
 
@@ -86,9 +87,9 @@ class Quantized:
     def dequantize(self) -> Tensor:
         r"""The weights :math:`\hat w` the codes stand for, in the original dtype and shape."""
         if self.scheme == "nf4":
-            values = nf4_codebook().to(self.scale)[self.codes.long()].reshape(-1)
-            per_weight = self.scale.repeat_interleave(self.group_size)[: values.numel()]
-            return (values * per_weight).reshape(self.shape).to(self.dtype)
+            flat = self.codes.reshape(-1).to(torch.uint8)
+            code, size = nf4_codebook(), self.group_size
+            return dequantize_blockwise(flat, self.scale, code, self.shape, size).to(self.dtype)
         q = self.codes.to(self.scale.dtype)
         if self.group_size is not None:
             q = q.reshape(*self.shape[:-1], -1, self.group_size)
@@ -200,6 +201,110 @@ def nf4_codebook() -> Tensor:
     return table / table.max()
 
 
+def _blocks(x: Tensor, block_size: int) -> Tensor:
+    flat = x.reshape(-1)
+    pad = (-flat.numel()) % block_size
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return flat.view(-1, block_size)
+
+
+def quantize_blockwise(x: Tensor, code: Tensor, block_size: int = 2048) -> tuple[Tensor, Tensor]:
+    r"""Block-wise quantisation to a codebook (Dettmers et al. 2022; Chapters 8 and 13).
+
+    The flattened tensor is cut into blocks of ``block_size`` values (the last one padded
+    with zeros); each block is divided by its absolute maximum :math:`a_b`, and every
+    value is replaced by the index of the nearest entry of ``code``:
+
+    .. math::
+        q_i = \operatorname{arg\,min}_j \big|\,\mathrm{code}_j - x_i / a_{b(i)}\big|.
+
+    An outlier thus only coarsens its own block.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The values (any shape, floating point).
+    code : torch.Tensor
+        The ascending code values, at most 256 (:func:`llmbook.optim.dynamic_map`,
+        :func:`nf4_codebook`).
+    block_size : int
+        Values per block (2048 in the paper).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The codes (``uint8``, ``x.numel()`` of them, flat) and the block maxima
+        :math:`a_b` (one per block; float64 for a float64 ``x``, else float32).
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.numel() == 0:
+        raise ValueError(f"x must be a non-empty floating-point tensor, got {show(x)}")
+    _check_code(code)
+    block_size = check_int("block_size", block_size, 1)
+    work = x.detach().double() if x.dtype == torch.float64 else x.detach().float()
+    blocks = _blocks(work, block_size)
+    absmax = blocks.abs().amax(dim=1)
+    normed = blocks / absmax.clamp_min(torch.finfo(work.dtype).tiny)[:, None]
+    code = code.to(normed)
+    mid = (code[1:] + code[:-1]) / 2  # boundaries between neighbouring codes
+    q = torch.bucketize(normed.reshape(-1)[: x.numel()], mid).to(torch.uint8)
+    return q, absmax
+
+
+def dequantize_blockwise(
+    q: Tensor,
+    absmax: Tensor,
+    code: Tensor,
+    shape: torch.Size | tuple[int, ...],
+    block_size: int = 2048,
+) -> Tensor:
+    r"""Undo :func:`quantize_blockwise`: :math:`\hat x_i = \mathrm{code}_{q_i}\, a_{b(i)}`.
+
+    Parameters
+    ----------
+    q, absmax : torch.Tensor
+        The codes and block maxima of :func:`quantize_blockwise`.
+    code : torch.Tensor
+        The same code values.
+    shape : tuple of int
+        The original tensor's shape.
+    block_size : int
+        The same block size.
+
+    Returns
+    -------
+    torch.Tensor
+        The approximation in the dtype of ``absmax``, shaped ``shape``.
+    """
+    if not isinstance(q, Tensor) or q.dtype != torch.uint8 or q.ndim != 1:
+        raise ValueError(f"q must be a 1-D uint8 tensor of codes, got {show(q)}")
+    _check_code(code)
+    if not isinstance(shape, tuple | list | torch.Size) or math.prod(shape) != q.numel():
+        raise ValueError(f"shape must hold the {q.numel()} values of q, got {show(shape)}")
+    block_size = check_int("block_size", block_size, 1)
+    n_blocks = -(-q.numel() // block_size)
+    if not isinstance(absmax, Tensor) or absmax.shape != (n_blocks,):
+        raise ValueError(
+            f"absmax must hold one maximum per block ({n_blocks} values), got {show(absmax)}"
+        )
+    values = code.to(absmax)[q.long()]
+    scale = absmax.repeat_interleave(block_size)[: q.numel()]
+    return (values * scale).view(tuple(shape))
+
+
+def _check_code(code: object) -> None:
+    if (
+        not isinstance(code, Tensor)
+        or not code.is_floating_point()
+        or code.ndim != 1
+        or not 2 <= code.numel() <= 256
+        or not bool((code[1:] > code[:-1]).all())
+    ):
+        raise ValueError(
+            f"code must be a 1-D tensor of 2 to 256 ascending code values, got {show(code)}"
+        )
+
+
 def quantize_nf4(w: Tensor, block_size: int = 64) -> Quantized:
     r"""NF4 quantisation (QLoRA): per block of ``block_size`` consecutive weights (of the
     flattened tensor; the last block may be shorter), the absmax scale :math:`s` and, per
@@ -214,14 +319,9 @@ def quantize_nf4(w: Tensor, block_size: int = 64) -> Quantized:
     """
     w = _check_weights(w)
     block = check_int("block_size", block_size, 1)
-    x = w.reshape(-1).double() if w.dtype == torch.float64 else w.reshape(-1).float()
-    pad = (-x.numel()) % block
-    absmax = torch.cat([x, x.new_zeros(pad)]).reshape(-1, block).abs().amax(dim=1)
-    scale = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
-    code = nf4_codebook().to(x)
-    midpoints = (code[1:] + code[:-1]) / 2
-    codes = torch.bucketize(x / scale.repeat_interleave(block)[: x.numel()], midpoints)
-    codes = codes.to(torch.uint8).reshape(w.shape)
+    work = w if w.dtype == torch.float64 else w.float()
+    codes, scale = quantize_blockwise(work, nf4_codebook(), block)
+    codes = codes.reshape(w.shape)
     return Quantized(codes, scale, None, tuple(w.shape), 4, "nf4", block, w.dtype)
 
 
@@ -271,8 +371,10 @@ __all__ = [
     "SCHEMES",
     "Quantized",
     "bits_per_parameter",
+    "dequantize_blockwise",
     "nf4_codebook",
     "quantize_absmax",
+    "quantize_blockwise",
     "quantize_nf4",
     "quantize_zeropoint",
     "weight_bytes",

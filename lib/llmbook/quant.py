@@ -157,9 +157,11 @@ def quantize_zeropoint(
     With :math:`m = \min(\min w, 0)` and :math:`M = \max(\max w, 0)`:
 
     .. math::
-        s = \frac{M - m}{2^b - 1}, \quad z = \operatorname{round}(-m / s), \quad
-        q = \operatorname{clamp}(\operatorname{round}(w / s) + z,\ 0,\ 2^b - 1), \quad
+        \begin{aligned}
+        s &= \frac{M - m}{2^b - 1}, \quad z = \operatorname{round}(-m / s),\\
+        q &= \operatorname{clamp}(\operatorname{round}(w / s) + z,\ 0,\ 2^b - 1), \quad
         \hat w = s\,(q - z).
+        \end{aligned}
 
     All :math:`2^b` codes cover the weights' range, so one-signed weights (all positive,
     say) get steps about half as large as :func:`quantize_absmax`'s, which spends half its

@@ -33,3 +33,55 @@ PROBES = [
     ("llmbook.decoding.greedy_next", "scores", lambda t: decoding.greedy_next(Z[0])),
     ("llmbook.decoding.TopK", "input_ids", lambda t: decoding.TopK(2)(IDS.float(), Z)),
 ]
+
+
+def _tiny_gpt():
+    from llmbook.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, d_model=8)).eval()
+
+
+def _filled_cache():
+    from llmbook.attention import KVCache
+
+    cache = KVCache(4)
+    cache.update(torch.zeros(2, 1, 1, 2), torch.zeros(2, 1, 1, 2))
+    return cache
+
+
+PROBES += [
+    (
+        "llmbook.decoding.generate",
+        "input_ids",
+        lambda t: decoding.generate(_tiny_gpt(), torch.zeros(1, 0, dtype=torch.long), 2),
+    ),
+    (
+        "llmbook.decoding.generate",
+        "block_size",
+        lambda t: decoding.generate(_tiny_gpt(), torch.zeros(1, 9, dtype=torch.long), 2),
+    ),
+    (
+        "llmbook.decoding.beam_search",
+        "num_beams",
+        lambda t: decoding.beam_search(_tiny_gpt(), IDS, 2, 0),
+    ),
+    (
+        "llmbook.decoding.beam_search",
+        "early_stopping",
+        lambda t: decoding.beam_search(_tiny_gpt(), IDS, 2, 2, early_stopping="soon"),
+    ),
+    (
+        "llmbook.decoding.BeamSearchOutput",
+        "scores",
+        lambda t: decoding.BeamSearchOutput(IDS, torch.zeros(3), torch.zeros(1).long()),
+    ),
+    (
+        "llmbook.attention.KVCache.reorder",
+        "beam_idx",
+        lambda t: _filled_cache().reorder(torch.tensor([2])),
+    ),
+]
+PROBES.append(
+    ("llmbook.decoding.repeated_ngram_rate", "n", lambda t: decoding.repeated_ngram_rate(IDS, 0))
+)

@@ -30,6 +30,17 @@ PROBES = [
         lambda t: quant.bits_per_parameter(4, 0),
     ),
     ("llmbook.quant.weight_bytes", "bits_per_param", lambda t: quant.weight_bytes(1e9, 0)),
+    ("llmbook.quant.gptq_hessian", "x must", lambda t: quant.gptq_hessian(torch.ones(3))),
+    (
+        "llmbook.quant.quantize_gptq",
+        "H must",
+        lambda t: quant.quantize_gptq(_w(), torch.eye(4)),
+    ),
+    (
+        "llmbook.quant.quantize_linears",
+        "calibration",
+        lambda t: quant.quantize_linears(torch.nn.Linear(2, 2), "gptq", 4),
+    ),
 ]
 
 NO_ARGUMENTS = {"llmbook.quant.nf4_codebook", "llmbook.quant.Quantized.dequantize"}

@@ -10,7 +10,15 @@ Sampling. :func:`sample_next` draws from :func:`probabilities`; that distributio
 exactly against the softmax of the processed scores, and the draws themselves with a
 chi-square goodness-of-fit test on 20,000 seeded draws over V = 5. Under a correct sampler
 the p-value is uniform on [0, 1], so the threshold p > 1e-4 is a false-alarm rate of 1e-4
-per test; the draws are seeded, so the outcome is deterministic.
+per test; the draws are seeded, so the outcome is deterministic. The same test runs on
+whole generations (two tokens from a V = 5 GPT with processors: 25 enumerated outcomes).
+
+Generation loops. :func:`generate` and :func:`beam_search` are compared with
+``transformers``' ``generate`` on a GPT-2 with random weights (float64) loaded into both:
+sampled tokens with the same seed, greedy tokens, beam sequences and beam scores are all
+equal with ``torch.equal`` (both cast the logits to float32 and run the same float32 score
+arithmetic). Beam scores are also recomputed from the model's log-probabilities by teacher
+forcing, within 1e-4 (float32 sums of ~10 terms against a float64 recomputation).
 """
 
 from __future__ import annotations
@@ -297,3 +305,269 @@ def test_bad_tensors_are_refused_naming_the_argument():
         sample_next(z, generator=0)
     with pytest.raises(ValueError, match="scores"):
         greedy_next(z.long())
+
+
+# ------------------------------------------------------------ generation over the GPT
+# A small GPT-2 with random weights in float64, loaded into both implementations. The
+# token embeddings are scaled by 3 so that the next-token distributions are peaked enough
+# for beams to differ and for the end token to end some of them. Both implementations
+# cast the logits to float32 before decoding, so equal weights give equal tokens and
+# (bit for bit) equal scores: the tests use torch.equal.
+def hf_and_ours(seed: int, V: int = 40, n_positions: int = 32):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    from llmbook.gpt import GPT
+
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=V, n_positions=n_positions, n_embd=16, n_layer=2, n_head=2)
+    hf_model = GPT2LMHeadModel(cfg).double().eval()
+    with torch.no_grad():
+        hf_model.transformer.wte.weight.mul_(3.0)
+    return hf_model, GPT.from_hf_gpt2(hf_model).eval()
+
+
+def prompt(seed: int, B: int = 2, T: int = 4, V: int = 40) -> torch.Tensor:
+    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# seeds whose end token (the most frequent sampled one, chosen below) ends beams
+BEAM_SEEDS = (0, 2)
+
+
+def end_token(ours, ids) -> int:
+    from llmbook.decoding import generate
+
+    s = generate(ours, ids, 20, generator=torch.Generator().manual_seed(1))
+    return int(torch.bincount(s[:, ids.shape[1] :].flatten()).argmax())
+
+
+@pytest.mark.parametrize("seed", BEAM_SEEDS)
+def test_beam_search_equals_transformers_sequences_and_scores(seed):
+    from llmbook.decoding import beam_search
+
+    hf_model, ours = hf_and_ours(seed)
+    ids = prompt(seed)
+    eos = end_token(ours, ids)
+    ended = 0
+    for K in (2, 4):
+        for alpha in (1.0, -0.7, 2.0):
+            for stop in (False, True, "never"):
+                for n_ret in (1, K):
+                    theirs = hf_model.generate(
+                        ids,
+                        attention_mask=torch.ones_like(ids),
+                        max_new_tokens=10,
+                        num_beams=K,
+                        do_sample=False,
+                        length_penalty=alpha,
+                        early_stopping=stop,
+                        num_return_sequences=n_ret,
+                        eos_token_id=eos,
+                        pad_token_id=eos,
+                        return_dict_in_generate=True,
+                        output_scores=True,
+                    )
+                    out = beam_search(
+                        ours,
+                        ids,
+                        10,
+                        K,
+                        length_penalty=alpha,
+                        early_stopping=stop,
+                        num_return_sequences=n_ret,
+                        eos_token_id=eos,
+                    )
+                    setting = (K, alpha, stop, n_ret)
+                    assert torch.equal(out.sequences, theirs.sequences), setting
+                    assert torch.equal(out.scores, theirs.sequences_scores), setting
+                    ended += int((out.lengths < 10).sum())
+    assert ended >= 20  # the end token really ended many hypotheses
+
+
+def test_beam_search_with_processors_equals_transformers():
+    from llmbook.decoding import beam_search
+
+    hf_model, ours = hf_and_ours(0)
+    ids = prompt(0)
+    theirs = hf_model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=12,
+        num_beams=3,
+        num_return_sequences=3,
+        do_sample=False,
+        no_repeat_ngram_size=2,
+        repetition_penalty=1.3,
+        eos_token_id=0,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    procs = [RepetitionPenalty(1.3), NoRepeatNGram(2)]
+    out = beam_search(ours, ids, 12, 3, num_return_sequences=3, eos_token_id=0, processors=procs)
+    assert torch.equal(out.sequences, theirs.sequences)
+    assert torch.equal(out.scores, theirs.sequences_scores)
+
+
+def test_beam_scores_are_the_length_penalised_log_probabilities():
+    from llmbook.decoding import beam_search
+
+    _, ours = hf_and_ours(2)
+    ids = prompt(2, B=1)
+    out = beam_search(ours, ids, 8, 3, length_penalty=0.6, num_return_sequences=3)
+    with torch.no_grad():
+        logp = torch.log_softmax(ours(out.sequences)[0].double(), -1)
+    T = ids.shape[1]
+    for i, (seq, score, n) in enumerate(zip(out.sequences, out.scores, out.lengths, strict=True)):
+        j = torch.arange(int(n))
+        total = float(logp[i, T - 1 + j, seq[T + j]].sum())
+        assert float(score) == pytest.approx(total / int(n) ** 0.6, abs=1e-4)  # float32 sums
+    assert bool((out.scores[:-1] >= out.scores[1:]).all())  # best first
+
+
+def test_one_beam_without_an_end_token_is_greedy_decoding():
+    from llmbook.decoding import beam_search, generate
+
+    _, ours = hf_and_ours(0)
+    ids = prompt(0)
+    out = beam_search(ours, ids, 10, 1)
+    assert torch.equal(out.sequences, generate(ours, ids, 10, greedy=True))
+
+
+def test_sampling_equals_transformers_generate_with_the_same_seed():
+    from llmbook.decoding import generate
+
+    hf_model, ours = hf_and_ours(0)
+    ids = prompt(3, B=3)
+    cases = [
+        (dict(temperature=0.8, top_k=None), [Temperature(0.8)]),
+        (dict(temperature=1.3, top_k=10, top_p=0.9), [Temperature(1.3), TopK(10), TopP(0.9)]),
+        (dict(top_k=None, min_p=0.1, repetition_penalty=1.3), [RepetitionPenalty(1.3), MinP(0.1)]),
+        (dict(top_k=None, typical_p=0.8, no_repeat_ngram_size=2), [NoRepeatNGram(2), Typical(0.8)]),
+    ]
+    finished = 0
+    for kwargs, procs in cases:
+        for seed in range(2):
+            torch.manual_seed(seed)  # transformers draws from the global generator
+            theirs = hf_model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                max_new_tokens=15,
+                eos_token_id=0,
+                pad_token_id=0,
+                **kwargs,
+            )
+            g = torch.Generator().manual_seed(seed)
+            ours_ids = generate(ours, ids, 15, procs, generator=g, eos_token_id=0)
+            assert torch.equal(ours_ids, theirs), (kwargs, seed)
+            finished += int((ours_ids[:, 4:] == 0).any(1).sum())
+    assert finished > 0  # some rows ended with the end token and were padded
+
+
+def test_greedy_generation_equals_transformers_and_stops_when_all_rows_end():
+    from llmbook.decoding import generate
+
+    hf_model, ours = hf_and_ours(2)
+    ids = prompt(2)
+    eos = end_token(ours, ids)
+    theirs = hf_model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=20,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    out = generate(ours, ids, 20, greedy=True, eos_token_id=eos)
+    assert torch.equal(out, theirs)
+
+
+def test_generate_equals_the_models_own_loop_and_slides_past_the_context():
+    from llmbook.decoding import generate
+
+    _, ours = hf_and_ours(0, n_positions=16)
+    ids = prompt(0)
+    for n in (5, 30):  # 30 > block_size = 16: the window slides
+        a = generate(
+            ours, ids, n, [Temperature(0.9), TopK(7)], generator=torch.Generator().manual_seed(4)
+        )
+        b = ours.generate(
+            ids, n, temperature=0.9, top_k=7, generator=torch.Generator().manual_seed(4)
+        )
+        assert torch.equal(a, b) and a.shape == (2, 4 + n)
+
+
+def test_generated_pairs_pass_a_goodness_of_fit_test_against_enumeration():
+    """Two tokens from a V = 5 model with processors: the 25 outcomes' exact probabilities
+    by enumeration, against 20,000 seeded draws (chi-square, false-alarm rate 1e-4)."""
+    from llmbook.decoding import generate
+    from llmbook.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, d_model=8)).eval()
+    with torch.no_grad():
+        model.wte.weight.mul_(20.0)
+    chain = compose(RepetitionPenalty(1.5), Temperature(0.7), TopP(0.95))
+    ids = torch.tensor([[1, 2]])
+    exact = torch.zeros(5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        p1 = probabilities(chain(ids, model(ids)[0][:, -1].float())).double()[0]
+        for a in range(5):
+            ia = torch.cat((ids, torch.tensor([[a]])), 1)
+            p2 = probabilities(chain(ia, model(ia)[0][:, -1].float())).double()[0]
+            exact[a] = p1[a] * p2
+    assert (exact == 0).any() and exact.sum().item() == pytest.approx(1.0, abs=1e-6)
+    n = 20_000
+    draws = generate(model, ids.repeat(n, 1), 2, chain, generator=torch.Generator().manual_seed(9))
+    counts = torch.bincount(draws[:, 2] * 5 + draws[:, 3], minlength=25).double()
+    support = exact.flatten() > 0
+    assert counts[~support].sum() == 0
+    q = exact.flatten()[support] / exact.flatten()[support].sum()
+    assert chisquare(counts[support].numpy(), (n * q).numpy()).pvalue > 1e-4
+
+
+def test_generation_loops_refuse_bad_input_naming_the_argument():
+    from llmbook.decoding import BeamSearchOutput, beam_search, generate
+
+    _, m = hf_and_ours(0, n_positions=16)
+    ids = prompt(0)
+    bad = [
+        ("input_ids", lambda: generate(m, ids[:, :0], 3)),  # empty prompt
+        ("block_size", lambda: generate(m, torch.zeros(1, 17, dtype=torch.long), 3)),
+        ("input_ids", lambda: generate(m, ids + 40, 3)),
+        ("max_new_tokens", lambda: generate(m, ids, -1)),
+        ("model", lambda: generate("gpt", ids, 3)),
+        ("generator", lambda: generate(m, ids, 3, generator=3)),
+        ("eos_token_id", lambda: generate(m, ids, 3, eos_token_id=40)),
+        (r"processors\[0\]", lambda: generate(m, ids, 3, ["top_k"])),
+        ("greedy", lambda: generate(m, ids, 3, greedy="yes")),
+        ("temperature", lambda: generate(m, ids, 3, Temperature(0.0))),
+        ("num_beams", lambda: beam_search(m, ids, 3, 0)),
+        ("num_return_sequences", lambda: beam_search(m, ids, 3, 2, num_return_sequences=3)),
+        ("early_stopping", lambda: beam_search(m, ids, 3, 2, early_stopping="sometimes")),
+        ("early_stopping", lambda: beam_search(m, ids, 3, 2, early_stopping=1)),
+        ("length_penalty", lambda: beam_search(m, ids, 3, 2, length_penalty=math.nan)),
+        ("max_new_tokens", lambda: beam_search(m, ids, 13, 2)),  # 4 + 13 > 16
+        ("max_new_tokens", lambda: beam_search(m, ids, 0, 2)),
+        ("input_ids", lambda: beam_search(m, ids[:, :0], 3, 2)),
+        ("scores", lambda: BeamSearchOutput(ids, torch.zeros(3), torch.zeros(2).long())),
+    ]
+    for match, call in bad:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_repeated_ngram_rate_counts_repeats():
+    from llmbook.decoding import repeated_ngram_rate
+
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 1, 2, 1, 2], [7, 7, 7, 7, 7, 7]])
+    rate = repeated_ngram_rate(ids, 2)  # 5 bigrams: 5, 2 and 1 distinct
+    assert rate.tolist() == pytest.approx([0.0, 3 / 5, 4 / 5], abs=0)
+    assert repeated_ngram_rate(ids, 6).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="n=7"):
+        repeated_ngram_rate(ids, 7)
+    with pytest.raises(ValueError, match="ids"):
+        repeated_ngram_rate(ids.float(), 2)

@@ -22,6 +22,13 @@ to store: :func:`bits_per_parameter`.
 quantiles, scales each block of ``block_size`` weights by its absmax and stores the index of
 the nearest entry: :func:`quantize_nf4`.
 
+**GPTQ** (Frantar et al. 2022) rounds a linear layer's weight column by column on the same
+grids and feeds each column's rounding error forward to the columns not yet rounded,
+through the Cholesky factor of the inverse Hessian of the layer's output error
+(:func:`gptq_hessian`, :func:`quantize_gptq`); :func:`quantize_linears` quantises every
+``nn.Linear`` of a model in place with round-to-nearest, NF4 or GPTQ (sequentially, layer
+by layer, from calibration inputs captured by forward hooks).
+
 Codes are stored one per byte (``int8`` for absmax, ``uint8`` otherwise); packing two 4-bit
 codes into a byte is storage, counted by :func:`bits_per_parameter`, not done here.
 """
@@ -34,9 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.stats import norm
-from torch import Tensor
+from torch import Tensor, nn
 
 from llmbook._validate import (
+    check_bool,
     check_choice,
     check_float_tensor,
     check_int,
@@ -44,6 +52,7 @@ from llmbook._validate import (
     check_type,
     show,
 )
+from llmbook.attention import MultiHeadAttention
 
 #: The quantisation schemes a :class:`Quantized` can hold.
 SCHEMES = ("absmax", "zeropoint", "nf4")
@@ -327,6 +336,242 @@ def quantize_nf4(w: Tensor, block_size: int = 64) -> Quantized:
     return Quantized(codes, scale, None, tuple(w.shape), 4, "nf4", block, w.dtype)
 
 
+# ------------------------------------------------------------------------------ GPTQ
+def gptq_hessian(x: Tensor) -> Tensor:
+    r"""The Hessian of a linear layer's squared output error in its weights (Chapter 13).
+
+    For inputs :math:`X \in \mathbb R^{N \times d_{\text{in}}}` (one row per token, the
+    book's row-vector convention) and the error :math:`\lVert X W - X \hat W\rVert_F^2 / N`,
+    each output channel's Hessian is the same matrix
+
+    .. math::
+        H = \frac{2}{N} X^\top X \in \mathbb R^{d_{\text{in}} \times d_{\text{in}}}
+
+    (the paper writes :math:`2XX^\top` with tokens as columns). Inputs of any leading
+    shape ``(..., d_in)`` are flattened to rows; float64 stays float64.
+    """
+    x = check_float_tensor("x", x, finite=True)
+    if x.ndim < 2 or x.shape[-1] == 0 or x.numel() == 0:
+        raise ValueError(f"x must hold rows of inputs (..., d_in), got {show(x)}")
+    rows = x.reshape(-1, x.shape[-1])
+    rows = rows if rows.dtype == torch.float64 else rows.float()
+    return 2 * rows.T @ rows / rows.shape[0]
+
+
+def _grid(w: Tensor, bits: int, symmetric: bool) -> tuple[Tensor, Tensor | None]:
+    """One round-to-nearest grid per row of ``w``: the scale and (asymmetric) zero point."""
+    q = quantize_absmax(w, bits, axis=0) if symmetric else quantize_zeropoint(w, bits, axis=0)
+    zero = None if q.zero_point is None else q.zero_point.to(q.scale.dtype)
+    return q.scale, zero
+
+
+def _round(w: Tensor, scale: Tensor, zero: Tensor | None, bits: int) -> tuple[Tensor, Tensor]:
+    """Codes and values of the column(s) ``w`` on a fixed grid (round to nearest)."""
+    if zero is None:
+        q_max = 2 ** (bits - 1) - 1
+        codes = torch.round(w / scale).clamp(-q_max, q_max)
+        return codes, scale * codes
+    codes = (torch.round(w / scale) + zero).clamp(0, 2**bits - 1)
+    return codes, scale * (codes - zero)
+
+
+def quantize_gptq(
+    w: Tensor,
+    H: Tensor,
+    bits: int = 4,
+    *,
+    group_size: int | None = None,
+    symmetric: bool = False,
+    block_size: int = 128,
+    damp: float = 0.01,
+) -> Quantized:
+    r"""GPTQ (Frantar et al. 2022): quantise a linear layer's weight column by column,
+    spreading each column's rounding error over the columns not yet quantised (Chapter 13).
+
+    ``w`` is an ``nn.Linear`` weight, ``(d_out, d_in)``: each row is one output channel and
+    each column meets one input feature. With :math:`H` from :func:`gptq_hessian` (plus
+    :math:`\lambda I`, :math:`\lambda` = ``damp`` times its mean diagonal) and the
+    upper Cholesky factor :math:`U` of :math:`H^{-1}` (:math:`H^{-1} = U^\top U`), column
+    :math:`j` in turn is rounded to the grid, :math:`\hat w_j = \operatorname{q}(w_j)`, and
+    the later columns absorb its error:
+
+    .. math::
+        e_j = \frac{w_j - \hat w_j}{U_{jj}}, \qquad
+        w_k \leftarrow w_k - e_j\, U_{jk} \quad (k > j),
+
+    the optimal-brain-surgeon update of the remaining weights for the error
+    :math:`\lVert XW^\top - X\hat W^\top\rVert^2`. Updates are applied lazily: within
+    a block of ``block_size`` columns at once, and to the columns after the block in one
+    matrix product at its end (the same numbers, fewer passes over memory).
+
+    The grid is the round-to-nearest one of :func:`quantize_zeropoint` (or
+    :func:`quantize_absmax` with ``symmetric``): per row of the original weight, or with
+    ``group_size`` per row and group of columns, fixed when the loop reaches the group's
+    first column (from its weights updated so far). Blocks are then a multiple of
+    ``group_size``, so a group's grid never sees stale weights. Columns whose input is
+    always 0 (:math:`H_{jj} = 0`) are set to 0.
+
+    Returns
+    -------
+    Quantized
+        Codes, scales (and zero points) in the layout of :func:`quantize_zeropoint`:
+        ``scale`` ``(d_out, 1)``, or ``(d_out, d_in / group_size, 1)`` with groups.
+    """
+    w = _check_weights(w)
+    if w.ndim != 2:
+        raise ValueError(f"w must be a 2-d weight (d_out, d_in), got {show(w)}")
+    d_out, d_in = w.shape
+    H = check_float_tensor("H", H, ndim=2, finite=True)
+    if H.shape != (d_in, d_in):
+        raise ValueError(f"H must be (d_in, d_in) = ({d_in}, {d_in}), got {show(H)}")
+    bits = check_int("bits", bits, 2, 8)
+    if group_size is not None:
+        group_size = check_int("group_size", group_size, 1)
+        if d_in % group_size:
+            raise ValueError(f"group_size must divide d_in = {d_in}, got {group_size}")
+    symmetric = check_bool("symmetric", symmetric)
+    block = check_int("block_size", block_size, 1)
+    damp = check_number("damp", damp, low=0.0)
+    dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
+    W, H = w.detach().to(dtype).clone(), H.detach().to(dtype).clone()
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    H += damp * torch.diag(H).mean() * torch.eye(d_in, dtype=dtype)
+    try:
+        U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    except RuntimeError:
+        raise ValueError("H must be positive definite after dampening; raise damp") from None
+    if group_size is not None:
+        block = max(1, block // group_size) * group_size
+    codes, scales, zeros = torch.zeros_like(W), [], []
+    scale, zero = _grid(W, bits, symmetric)
+    for i1 in range(0, d_in, block):
+        i2 = min(i1 + block, d_in)
+        W1, E1, U1 = W[:, i1:i2].clone(), torch.zeros_like(W[:, i1:i2]), U[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            if group_size is not None and (i1 + i) % group_size == 0:
+                scale, zero = _grid(W1[:, i : i + group_size], bits, symmetric)
+                scales.append(scale)
+                zeros.append(zero)
+            c, q = _round(W1[:, i : i + 1], scale, zero, bits)
+            codes[:, i1 + i] = c[:, 0]
+            err = (W1[:, i : i + 1] - q) / U1[i, i]
+            W1[:, i:] -= err * U1[i : i + 1, i:]
+            E1[:, i] = err[:, 0]
+        W[:, i2:] -= E1 @ U[i1:i2, i2:]
+    if group_size is not None:
+        scale = torch.stack(scales, dim=1)
+        zero = None if symmetric else torch.stack(zeros, dim=1)  # type: ignore[arg-type]
+    kind = torch.int8 if symmetric else torch.uint8
+    zp = None if zero is None else zero.to(torch.uint8)
+    scheme = "absmax" if symmetric else "zeropoint"
+    return Quantized(codes.to(kind), scale, zp, (d_out, d_in), bits, scheme, group_size, w.dtype)
+
+
+def _input_owner(model: nn.Module, name: str) -> nn.Module:
+    """The module whose first input is the input of the linear layer ``name``: the layer
+    itself, or for the q/k/v projections of llmbook's attention the attention layer, which
+    multiplies long inputs by the three weights at once without calling the projections."""
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if isinstance(parent, MultiHeadAttention) and leaf in ("q_proj", "k_proj", "v_proj"):
+        return parent
+    return model.get_submodule(name)
+
+
+def _layer_inputs(model: nn.Module, name: str, calibration: Tensor) -> Tensor:
+    """The rows the linear layer ``name`` sees when ``model`` reads ``calibration``."""
+    inputs: list[Tensor] = []
+
+    def catch(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        inputs.append(args[0].detach())
+        raise _Caught  # the rest of the forward pass is not needed
+
+    hook = _input_owner(model, name).register_forward_pre_hook(catch)
+    try:
+        with torch.no_grad():
+            model(calibration)
+    except _Caught:
+        pass
+    finally:
+        hook.remove()
+    if not inputs:
+        raise ValueError(f"model: the layer {name!r} is not called by model(calibration)")
+    return inputs[0].reshape(-1, inputs[0].shape[-1])
+
+
+class _Caught(Exception):
+    """Raised by the calibration hook once it holds the layer's input."""
+
+
+def quantize_linears(
+    model: nn.Module,
+    method: str,
+    bits: int = 4,
+    *,
+    group_size: int | None = None,
+    symmetric: bool = False,
+    calibration: Tensor | None = None,
+    skip: tuple[str, ...] = ("lm_head",),
+) -> dict[str, Quantized]:
+    r"""Quantise every ``nn.Linear`` weight of ``model`` in place (Chapter 13): each weight
+    is replaced by its dequantised values :math:`\hat W`, and the codes are returned.
+
+    ``method``: ``"rtn"`` (round to nearest: :func:`quantize_zeropoint`, or
+    :func:`quantize_absmax` with ``symmetric``, per output channel or per ``group_size``
+    group), ``"nf4"`` (:func:`quantize_nf4`, blocks of ``group_size``, default 64;
+    ``bits`` must be 4) or ``"gptq"`` (:func:`quantize_gptq`, same grids).
+
+    GPTQ runs **sequentially**, as in the paper: layer by layer in module order, each
+    layer's Hessian is computed from its inputs on the ``calibration`` ids ``(B, T)``
+    (captured by a forward hook) with every earlier layer already quantised, so later
+    layers correct for the errors of earlier ones. Modules named in ``skip`` (default the
+    output head, which GPT-2 ties to the token embedding) stay in full precision.
+
+    Returns
+    -------
+    dict
+        ``{module name: Quantized}`` for every quantised layer.
+    """
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    check_choice("method", method, ("rtn", "nf4", "gptq"))
+    bits = check_int("bits", bits, 2, 8)
+    if method == "nf4" and bits != 4:
+        raise ValueError(f"bits must be 4 for method='nf4', got {bits}")
+    if method == "gptq" and (
+        not isinstance(calibration, Tensor) or calibration.is_floating_point()
+    ):
+        raise ValueError(
+            f"calibration must be integer ids (B, T) for method='gptq', got {show(calibration)}"
+        )
+    if isinstance(skip, str) or not isinstance(skip, tuple | list):
+        raise ValueError(f"skip must be a tuple of module names, got {show(skip)}")
+    layers = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and name not in skip
+    ]
+    out: dict[str, Quantized] = {}
+    owner, H = None, None  # q, k and v read the same input: one Hessian for the three
+    for name, layer in layers:
+        w = layer.weight.data
+        if method == "nf4":
+            q = quantize_nf4(w, 64 if group_size is None else group_size)
+        elif method == "rtn":
+            axis = 0 if group_size is None else None
+            fn = quantize_absmax if symmetric else quantize_zeropoint
+            q = fn(w, bits, axis=axis, group_size=group_size)
+        else:
+            if _input_owner(model, name) is not owner or H is None:
+                owner = _input_owner(model, name)
+                H = gptq_hessian(_layer_inputs(model, name, calibration))  # type: ignore[arg-type]
+            q = quantize_gptq(w, H, bits, group_size=group_size, symmetric=symmetric)
+        layer.weight.data = q.dequantize().to(w.dtype)
+        out[name] = q
+    return out
+
+
 # ------------------------------------------------------------------------------ storage
 def bits_per_parameter(
     bits: int,
@@ -374,9 +619,12 @@ __all__ = [
     "Quantized",
     "bits_per_parameter",
     "dequantize_blockwise",
+    "gptq_hessian",
     "nf4_codebook",
     "quantize_absmax",
     "quantize_blockwise",
+    "quantize_gptq",
+    "quantize_linears",
     "quantize_nf4",
     "quantize_zeropoint",
     "weight_bytes",

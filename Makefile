@@ -3,8 +3,9 @@
 #   make test      lint, library tests, nbval over every chapter, site build, browser test
 #   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
 #   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook);
-#                  nbval and execute need them (chapters 7, 9 and 11 load
-#                  shakespeare-bpe-small, chapter 10 the scaling-grid group)
+#                  nbval and execute need them (chapters 7, 9, 11-13 load
+#                  shakespeare-bpe-small, 10 the scaling-grid group, 13 also the
+#                  draft model, 14 the RoPE and needle models)
 #   make budget    time every chapter and the zoo build against the budget (a benchmark,
 #                  not a test; BUDGET_ARGS=--fp32 times a bf16 CPU as the slow kind)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -54,7 +55,8 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
 
-ZOO := shakespeare-bpe-small scaling-grid
+ZOO := shakespeare-bpe-small shakespeare-bpe-draft shakespeare-bpe-rope needle-bytes-rope \
+  scaling-grid
 zoo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(ZOO)
 
@@ -68,10 +70,12 @@ site-test: $(STAMP)
 test: lint unit nbval book site-test
 	@echo "make test: lint, library tests, nbval, site build (-W -n) and browser test all passed."
 
-# what executing CHAPTER needs from the zoo: nothing for chapters 1-6 and 8, the grid
-# only for chapter 10 (or all chapters), the CPU model for the others
-EXEC_ZOO := $(if $(filter 01_% 02_% 03_% 04_% 05_% 06_% 08_%,$(CHAPTER)),,$(if \
-  $(filter 10_% *,$(CHAPTER)),$(ZOO),shakespeare-bpe-small))
+# what executing CHAPTER needs from the zoo: all of it for all chapters (*), else
+# nothing for chapters 1-6 and 8
+zoo_for = $(if $(filter 07_% 09_% 11_% 12_% 13_%,$(1)),shakespeare-bpe-small) \
+  $(if $(filter 10_%,$(1)),scaling-grid) $(if $(filter 13_%,$(1)),shakespeare-bpe-draft) \
+  $(if $(filter 14_%,$(1)),shakespeare-bpe-rope needle-bytes-rope)
+EXEC_ZOO := $(strip $(if $(filter *,$(CHAPTER)),$(ZOO),$(call zoo_for,$(CHAPTER))))
 execute: $(STAMP)
 	$(if $(EXEC_ZOO),$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(EXEC_ZOO))
 	@for md in chapters/$(CHAPTER).md; do \

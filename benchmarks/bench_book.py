@@ -9,9 +9,9 @@ Chapter 10's scaling grid in 8).
 What is timed, in this order, with the environment the test run uses (``LLMBOOK_DEVICE=cpu``,
 ``TQDM_DISABLE=1``, ``PYTHONHASHSEED=0``) and a fresh, empty ``LLMBOOK_CACHE``:
 
-1. ``python -m llmbook.zoo build NAME`` for each recipe or group in ``--zoo`` (default: the
-   book's CPU model and the scaling grid), in a subprocess: data preparation, training and
-   scoring; the training time alone is read from the entries' manifests;
+1. ``python -m llmbook.zoo build NAME`` for each recipe or group in ``--zoo`` (default: every
+   model the chapters load, the scaling grid included), in a subprocess: data preparation,
+   training and scoring; the training time alone is read from the entries' manifests;
 2. each chapter notebook, executed top to bottom on a fresh kernel (``nbclient``) from a
    copy, so the committed notebooks are not touched; a chapter's time includes its
    kernel start (about a second).
@@ -104,7 +104,13 @@ def main() -> int:
     parser.add_argument(
         "--zoo",
         nargs="*",
-        default=["shakespeare-bpe-small", "scaling-grid"],
+        default=[
+            "shakespeare-bpe-small",
+            "shakespeare-bpe-draft",
+            "shakespeare-bpe-rope",
+            "needle-bytes-rope",
+            "scaling-grid",
+        ],
         help="recipes or groups",
     )
     parser.add_argument("--no-zoo", action="store_true", help="use the existing cache instead")

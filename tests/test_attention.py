@@ -288,6 +288,29 @@ def test_kv_cache_with_sliding_window_mask_and_reset():
     torch.testing.assert_close(torch.cat(outs, dim=1), full, **TOL)
 
 
+def test_kv_cache_truncate_rolls_back_to_a_prefix():
+    # speculative decoding writes tokens that are then rejected: after truncating to the
+    # kept prefix and appending other tokens, the outputs equal a full forward on the
+    # sequence actually kept (exact up to float64 round-off)
+    torch.manual_seed(2)
+    layer = att.MultiHeadAttention(16, 4, 2).to(F64)
+    x, wrong = rand(1, 6, 16, seed=7), rand(1, 3, 16, seed=8)
+    cache = att.KVCache(max_len=8)
+    with torch.no_grad():
+        layer(x[:, :3], kv_cache=cache)
+        layer(wrong, kv_cache=cache)  # three positions that will be rejected
+        assert cache.length == 6
+        cache.truncate(3)
+        assert cache.length == 3
+        tail = layer(x[:, 3:], kv_cache=cache)
+        assert not torch.allclose(layer(x)[:, 3:], layer(torch.cat([x[:, :3], wrong], 1))[:, 3:])
+    torch.testing.assert_close(tail, layer(x)[:, 3:], **TOL)
+    with pytest.raises(ValueError, match="length"):
+        cache.truncate(7)  # beyond what is stored
+    with pytest.raises(ValueError, match="length"):
+        cache.truncate(-1)
+
+
 # --------------------------------------------------------------------------- bad input
 def test_bad_input_raises_value_error():
     q, k, v = qkv(H=4, H_kv=2)
@@ -363,3 +386,21 @@ def test_bad_layer_and_cache_input_raises_value_error():
         cache.update(rand(1, 4, 1, 4), rand(1, 4, 1, 4))
     with pytest.raises(ValueError, match="max_len"):
         att.KVCache(max_len=0)
+
+
+def test_kv_cache_reorder_moves_rows_with_their_beams():
+    cache = att.KVCache(max_len=5)
+    k = torch.arange(3 * 2 * 2 * 4, dtype=F64).view(3, 2, 2, 4)
+    cache.update(k, -k)
+    cache.reorder(torch.tensor([2, 0, 0, 1]))  # rows may repeat; B grows from 3 to 4
+    k2, v2 = cache.update(k[:1].expand(4, -1, -1, -1), -k[:1].expand(4, -1, -1, -1))
+    assert torch.equal(k2[:, :, :2], k[[2, 0, 0, 1]]) and torch.equal(
+        v2[:, :, :2], -k[[2, 0, 0, 1]]
+    )
+    assert cache.length == 4
+    with pytest.raises(ValueError, match="beam_idx"):
+        cache.reorder(torch.tensor([4]))
+    with pytest.raises(ValueError, match="beam_idx"):
+        cache.reorder(torch.tensor([0.0]))
+    with pytest.raises(ValueError, match="reorder"):
+        att.KVCache(max_len=2).reorder(torch.tensor([0]))

@@ -29,6 +29,8 @@ n_{\text{head}}`):
 * :class:`MultiHeadAttention` — the layer, with q/k/v/output projections.
 * :class:`KVCache` — keys and values of past positions, so that decoding one token costs
   one new row of :math:`QK^\top` instead of a whole matrix.
+* :func:`tiled_attention` — the same attention computed tile by tile with the online softmax
+  (FlashAttention's forward pass, Chapter 14): extra memory linear in :math:`T`, not quadratic.
 
 **A query that may attend to nothing** (every key masked, e.g. a padded query row) has no
 softmax: :math:`\operatorname{softmax}(-\infty, \dots, -\infty)` is 0/0. Both paths define
@@ -291,6 +293,93 @@ def scaled_dot_product_attention(
     return (out, weights) if return_weights else out
 
 
+def tiled_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    block_q: int = 64,
+    block_k: int = 64,
+    scale: float | None = None,
+) -> Tensor:
+    r"""Exact attention computed tile by tile with the online softmax (FlashAttention's
+    forward pass, Dao et al. 2022; Chapter 14).
+
+    The queries are cut into blocks of ``block_q`` rows and the keys and values into blocks
+    of ``block_k`` rows. For one query block, the key blocks are visited in order, keeping per
+    query row a running maximum :math:`m`, a running denominator :math:`\ell` and an
+    unnormalised output :math:`\mathbf o`. A new block of scores
+    :math:`\mathbf S = \mathbf Q_i \mathbf K_j^\top / \sqrt{d_{\text{head}}}` updates them by
+
+    .. math::
+        \begin{aligned}
+        m' &= \max\big(m, \max_j S_{\cdot j}\big), \qquad
+        \mathbf P = e^{\mathbf S - m'}, \\
+        \ell' &= e^{m - m'}\,\ell + \textstyle\sum_j P_{\cdot j}, \qquad
+        \mathbf o' = e^{m - m'}\,\mathbf o + \mathbf P\,\mathbf V_j,
+        \end{aligned}
+
+    and the output is :math:`\mathbf o / \ell` after the last block: the same numbers as
+    :math:`\operatorname{softmax}(\mathbf Q\mathbf K^\top/\sqrt{d_{\text{head}}})\,\mathbf V`
+    up to rounding, without ever holding more than one ``block_q`` × ``block_k`` tile of
+    scores, so the extra memory grows like :math:`T` instead of :math:`T^2`.
+
+    Args:
+        q: queries ``(B, n_head, T_q, d_head)``.
+        k, v: keys and values ``(B, n_kv_head, T_k, d_head)``; ``n_kv_head`` divides
+            ``n_head`` (grouped-query attention, :func:`repeat_kv`).
+        causal: mask as :func:`causal_mask` (the queries are the last ``T_q`` positions);
+            key blocks entirely in a query block's future are skipped, not computed.
+        block_q, block_k: tile sizes (integers >= 1).
+        scale: the factor on :math:`\mathbf Q\mathbf K^\top`; default
+            :math:`1/\sqrt{d_{\text{head}}}`.
+
+    Equal to :func:`scaled_dot_product_attention` with the same mask (the tests check
+    1e-12 in float64). This is a loop in Python over tiles, written to be read: on a CPU
+    it is slower than torch's fused kernel; the saving it teaches is memory.
+    """
+    _check_qkv(q, k, v)
+    causal = check_bool("causal", causal)
+    block_q = check_int("block_q", block_q, 1)
+    block_k = check_int("block_k", block_k, 1)
+    T_q, T_k = q.shape[2], k.shape[2]
+    if causal and T_k < T_q:
+        raise ValueError(
+            f"causal=True needs T_k >= T_q (the queries are the last positions), got "
+            f"T_q={T_q}, T_k={T_k}"
+        )
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    else:
+        scale = check_number("scale", scale, low=0.0, strict=True, what="a finite number > 0")
+    n_rep = q.shape[1] // k.shape[1]
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+    offset = T_k - T_q  # query i sits at position offset + i
+    out = q.new_empty(*q.shape[:3], v.shape[-1])
+    for i0 in range(0, T_q, block_q):
+        qi = q[:, :, i0 : i0 + block_q] * scale
+        rows = torch.arange(i0, i0 + qi.shape[2], device=q.device)[:, None] + offset
+        m = q.new_full((*qi.shape[:3], 1), -math.inf)  # running max
+        ell = q.new_zeros((*qi.shape[:3], 1))  # running sum
+        o = q.new_zeros((*qi.shape[:3], v.shape[-1]))  # running output
+        last = offset + i0 + qi.shape[2] if causal else T_k  # keys past it are all masked
+        for j0 in range(0, last, block_k):
+            s = qi @ k[:, :, j0 : j0 + block_k].transpose(-2, -1)
+            if causal:
+                cols = torch.arange(j0, j0 + s.shape[-1], device=q.device)[None, :]
+                s = s.masked_fill(cols > rows, -math.inf)
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+            m_safe = m_new.masked_fill(m_new == -math.inf, 0.0)  # a row with no key yet
+            p = torch.exp(s - m_safe)
+            alpha = torch.exp(m - m_safe)
+            ell = alpha * ell + p.sum(dim=-1, keepdim=True)
+            o = alpha * o + p @ v[:, :, j0 : j0 + block_k]
+            m = m_new
+        out[:, :, i0 : i0 + qi.shape[2]] = o / ell
+    return out
+
+
 # ------------------------------------------------------------------------------ cache
 class KVCache:
     r"""The keys and values of past positions for **one** attention layer (Chapter 5).
@@ -317,6 +406,35 @@ class KVCache:
         """Forget every stored position (start a new sequence)."""
         self._k = self._v = None
         self._length = 0
+
+    def truncate(self, length: int) -> None:
+        """Keep only the first ``length`` stored positions (roll back to a prefix).
+
+        Speculative decoding (Chapter 13) stores the keys and values of draft tokens that the
+        target may then reject; truncating forgets them, and the next :meth:`update` writes
+        over their slots. ``length`` must lie in ``[0, self.length]``.
+        """
+        self._length = check_int("length", length, 0, self._length)
+
+    def reorder(self, beam_idx: Tensor) -> None:
+        """Keep the rows ``beam_idx`` of the batch, in that order (Chapter 12): row ``i``
+        becomes the old row ``beam_idx[i]``. Beam search calls it after each step so that
+        every surviving beam carries its parent's keys and values; repeated indices copy a
+        row (one prompt becoming several beams), so the batch size may change."""
+        if self._k is None or self._v is None:
+            raise ValueError("reorder needs a filled cache: call update() first")
+        B = self._k.shape[0]
+        ok = isinstance(beam_idx, Tensor) and beam_idx.ndim == 1 and beam_idx.numel() > 0
+        if not ok or beam_idx.is_floating_point() or beam_idx.dtype == torch.bool:
+            raise ValueError(
+                "beam_idx must be a non-empty 1-d integer tensor of row indices, got "
+                f"{type(beam_idx).__name__} {getattr(beam_idx, 'shape', '')}"
+            )
+        if int(beam_idx.min()) < 0 or int(beam_idx.max()) >= B:
+            raise ValueError(f"beam_idx must hold rows in [0, {B}), got {beam_idx.tolist()}")
+        idx = beam_idx.to(device=self._k.device, dtype=torch.long)
+        self._k = self._k.index_select(0, idx)
+        self._v = self._v.index_select(0, idx)
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append ``k``, ``v`` of shape ``(B, n_kv_head, T_new, ·)``; return all stored keys

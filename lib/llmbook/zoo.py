@@ -60,11 +60,15 @@ from llmbook.counting import count_parameters
 from llmbook.data import open_tokens, write_tokens
 from llmbook.gpt import GPT, GPTConfig
 from llmbook.information import bits_per_byte, bits_per_character
+from llmbook.longcontext import needle_accuracy, train_needle
 from llmbook.tokenizer import BPETokenizer
 from llmbook.train import History, TrainConfig, load_checkpoint, save_checkpoint, train
 
 #: The ways a recipe turns text into ids, learned byte-level BPE or raw UTF-8 bytes (V = 256).
 TOKENIZERS: tuple[str, ...] = ("bpe", "bytes")
+#: What a recipe trains on: next-token prediction over the text (``"lm"``), or the
+#: needle-in-a-haystack retrieval of :func:`llmbook.longcontext.train_needle` (``"needle"``).
+TASKS: tuple[str, ...] = ("lm", "needle")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _MODEL_FIELDS = frozenset(f.name for f in fields(GPTConfig)) - {"vocab_size"}
 _TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
@@ -87,6 +91,10 @@ class Recipe:
         train_split, val_split: the :func:`llmbook.corpus.shakespeare` splits.
         max_train_chars, max_val_chars: keep only the first this-many characters of each
             split (``None``: all), for quick recipes.
+        task: ``"lm"`` (next-token prediction) or ``"needle"`` (retrieval batches built
+            from the training split, :func:`llmbook.longcontext.train_needle`, Chapter 14).
+            Left out of :meth:`to_dict` (and so of the cache key) when it is ``"lm"``, so
+            the keys of the recipes that predate it did not change.
     """
 
     name: str
@@ -99,6 +107,7 @@ class Recipe:
     val_split: str = "validation"
     max_train_chars: int | None = None
     max_val_chars: int | None = None
+    task: str = "lm"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -117,6 +126,8 @@ class Recipe:
             object.__setattr__(self, attr, dict(value))  # a private copy
         if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.tokenizer == "bytes" and self.vocab_size not in (None, 256):
             raise ValueError(
                 f"vocab_size must be None (or 256) for tokenizer='bytes', got {self.vocab_size!r}"
@@ -158,8 +169,12 @@ class Recipe:
         return TrainConfig(**{"block_size": block, **self.train})
 
     def to_dict(self) -> dict[str, Any]:
-        """The recipe as JSON-ready data (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The recipe as JSON-ready data (tuples become lists); ``task`` only when it is not
+        ``"lm"``."""
+        d = json.loads(json.dumps(asdict(self)))
+        if d["task"] == "lm":
+            del d["task"]
+        return d
 
     def identity(self) -> dict[str, Any]:
         """:meth:`to_dict` without the description: what the model depends on, what
@@ -251,6 +266,37 @@ RECIPES: dict[str, Recipe] = {
         tokenizer="bpe",
         vocab_size=2048,
     ),
+    # Chapter 13's draft model for speculative decoding: the data, tokenizer and splits
+    # of shakespeare-bpe-small (so the same data key and the same token ids), one
+    # 64-wide layer, a fraction of the target's cost per call; float32 everywhere.
+    "shakespeare-bpe-draft": Recipe(
+        name="shakespeare-bpe-draft",
+        description="1-layer, 64-wide draft GPT for speculative decoding, BPE V=2048",
+        model=dict(
+            block_size=64,
+            n_layer=1,
+            n_head=4,
+            d_model=64,
+            bias=False,
+            dropout=0.0,
+            attn_implementation="explicit",
+        ),
+        train=dict(
+            max_steps=480,
+            batch_size=32,
+            lr=5e-3,
+            min_lr=5e-4,
+            warmup_steps=30,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            eval_interval=240,
+            eval_batches=10,
+            seed=0,
+            precision="fp32",
+        ),
+        tokenizer="bpe",
+        vocab_size=2048,
+    ),
     "shakespeare-bpe-medium": Recipe(
         name="shakespeare-bpe-medium",
         description="6-layer, 384-wide GPT, context 256, BPE V=2048, dropout 0.2 (for a GPU)",
@@ -278,6 +324,72 @@ RECIPES: dict[str, Recipe] = {
         ),
         tokenizer="bpe",
         vocab_size=2048,
+    ),
+    # Chapter 14's RoPE model for context extension and attention sinks: the data,
+    # tokenizer and shape of shakespeare-bpe-small (the same data key), RoPE instead of
+    # learned positions, trained at context 64 for fewer steps; float32 everywhere.
+    "shakespeare-bpe-rope": Recipe(
+        name="shakespeare-bpe-rope",
+        description="4-layer, 128-wide RoPE GPT, context 64, BPE V=2048 (context extension)",
+        model=dict(
+            block_size=64,
+            n_layer=4,
+            n_head=4,
+            d_model=128,
+            positional="rope",
+            bias=False,
+            dropout=0.0,
+            attn_implementation="explicit",
+        ),
+        train=dict(
+            max_steps=600,
+            batch_size=32,
+            lr=3e-3,
+            min_lr=3e-4,
+            warmup_steps=50,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            eval_interval=300,
+            eval_batches=10,
+            seed=0,
+            precision="fp32",
+        ),
+        tokenizer="bpe",
+        vocab_size=2048,
+    ),
+    # Chapter 14's needle-in-a-haystack model: byte-level (a digit is one token), RoPE,
+    # trained only on retrieval batches of 128 tokens from the training plays
+    # (llmbook.longcontext.train_needle): find the one-digit number hidden in the text.
+    "needle-bytes-rope": Recipe(
+        name="needle-bytes-rope",
+        description="2-layer, 64-wide byte-level RoPE GPT trained on needle retrieval, T=128",
+        model=dict(
+            block_size=128,
+            n_layer=2,
+            n_head=4,
+            d_model=64,
+            positional="rope",
+            bias=False,
+            dropout=0.0,
+            attn_implementation="explicit",
+        ),
+        train=dict(
+            max_steps=250,
+            batch_size=32,
+            lr=3e-3,
+            min_lr=3e-4,
+            warmup_steps=30,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            eval_interval=50,
+            eval_batches=4,
+            log_interval=50,
+            seed=0,
+            precision="fp32",
+        ),
+        tokenizer="bytes",
+        vocab_size=None,
+        task="needle",
     ),
 }
 
@@ -670,15 +782,33 @@ def _build(
     with torch.random.fork_rng(devices=_fork_rng_devices(device)):
         torch.manual_seed(tcfg.seed)  # the initialisation is part of the recipe
         model = GPT(mcfg).to(device)
-        history = train(
+        fit = train_needle if recipe.task == "needle" else train
+        args = (tokenizer,) if recipe.task == "needle" else ()
+        history = fit(
             model,
             open_tokens(train_path, dtype),
             open_tokens(val_path, dtype),
+            *args,
             tcfg,
             progress=progress,
         )
     model.eval()
     val_text, T = _text(recipe.val_split, recipe.max_val_chars), model.config.block_size
+    if recipe.task == "needle":
+        hay = val_text[: 200 * T]
+        acc = needle_accuracy(model, tokenizer, hay, [T - 1], [0.0, 0.5, 1.0], trials=20)
+        metrics = {
+            "needle_accuracy": float(acc.mean()),
+            "val_loss": history.val_losses[-1],
+            "train_loss": history.train_losses[-1],
+            "tokens_per_second": history.tokens_per_second,
+            "seconds_per_step": history.seconds_per_step,
+            "train_seconds": history.elapsed[-1],
+            "n_parameters": model.num_parameters(),
+            "device": str(device),
+            "precision": history.precision,
+        }
+        return _save_entry(recipe, entry, model, tokenizer, history, metrics, tcfg)
     score = evaluate_text(model, tokenizer, val_text, stride=max(1, T // 2))
     metrics = {
         "val_loss": history.val_losses[-1],
@@ -694,6 +824,18 @@ def _build(
         "device": str(device),
         "precision": history.precision,
     }
+    return _save_entry(recipe, entry, model, tokenizer, history, metrics, tcfg)
+
+
+def _save_entry(
+    recipe: Recipe,
+    entry: Path,
+    model: GPT,
+    tokenizer: BPETokenizer,
+    history: History,
+    metrics: dict[str, Any],
+    tcfg: TrainConfig,
+) -> ZooModel:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
@@ -775,6 +917,7 @@ def _format_metrics(metrics: dict[str, Any]) -> str:
         return None if value is None else f"{key.replace('_', ' ')} {value:{fmt}}{unit}"
 
     parts = [
+        show("needle_accuracy", ".3f"),
         show("val_bpc", ".4f", " bits/char"),
         show("val_loss", ".4f", " nats/token"),
         show("val_chars_per_token", ".3f"),
@@ -861,6 +1004,7 @@ __all__ = [
     "SCALING_BUDGETS",
     "SCALING_SHAPES",
     "SCALING_STEPS",
+    "TASKS",
     "TOKENIZERS",
     "Recipe",
     "TextScore",

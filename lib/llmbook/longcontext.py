@@ -58,7 +58,7 @@ from llmbook.train import (
     train_step,
 )
 
-#: The needle: a sentence with the number to find, inserted into the haystack.
+#: The needle, a sentence with the number to find, inserted into the haystack.
 NEEDLE: str = " The magic number is {}. "
 #: The cue at the end of a prompt; the model answers by completing it with the number.
 CUE: str = "\nThe magic number is "

@@ -432,20 +432,22 @@ class ServingResult:
 
     @property
     def ttft(self) -> np.ndarray:
-        """Time to first token: first token minus arrival (queueing + prefill)."""
+        """Time to first token, the first token's time minus the arrival (queueing + prefill)."""
         return self.first_token - self.trace.arrival
 
     @property
     def tpot(self) -> np.ndarray:
-        r"""Time per output token after the first, :math:`(t_{\text{finish}} -
-        t_{\text{first}})/(n_{\text{out}} - 1)`; NaN for one-token answers."""
+        r"""Time per output token after the first, in seconds; NaN for one-token answers.
+
+        It is :math:`(t_{\text{finish}} - t_{\text{first}})/(n_{\text{out}} - 1)`.
+        """
         n = self.trace.output_len - 1
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, (self.finish - self.first_token) / np.maximum(n, 1), np.nan)
 
     @property
     def latency(self) -> np.ndarray:
-        """End-to-end latency: last token minus arrival."""
+        """End-to-end latency, the last token's time minus the arrival."""
         return self.finish - self.trace.arrival
 
     @property

@@ -535,7 +535,7 @@ class MultiHeadAttention(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, T, d_model={self.d_model}), got {shape}")
-        w = self.q_proj.weight
+        w = next(self.parameters())  # q_proj's weight (also when a wrapper holds it)
         if (x.dtype, x.device) != (w.dtype, w.device):
             raise ValueError(
                 f"x must match the layer's parameters, {w.dtype} on {w.device}, got {x.dtype} "

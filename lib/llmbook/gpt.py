@@ -310,7 +310,8 @@ class CausalSelfAttention(MultiHeadAttention):
                 )
         if mask is not None:
             mask = _check_attn_mask(mask, (B, self.n_head, T, offset + T), x.device)
-        if B * T >= 64:  # many rows: one matmul with [W_Q; W_K; W_V] beats three
+        plain = all(type(m) is nn.Linear for m in (self.q_proj, self.k_proj, self.v_proj))
+        if B * T >= 64 and plain:  # many rows: one matmul with [W_Q; W_K; W_V] beats three
             w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
             b = None
             if self.q_proj.bias is not None:

@@ -385,10 +385,13 @@ def ppo_policy_loss(
 ) -> Tensor:
     r"""PPO's clipped surrogate loss (Schulman et al. 2017), the mean over masked-in tokens.
 
-    .. math:: \mathcal L = -\,\mathbb E_t\Big[\min\big(\rho_t \hat A_t,\;
-       \operatorname{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\,\hat A_t\big)\Big],
-       \qquad \rho_t = \frac{\pi_\theta(a_t\mid s_t)}{\pi_{\text{old}}(a_t\mid s_t)}
+    .. math::
+       \begin{aligned}
+       \mathcal L &= -\,\mathbb E_t\Big[\min\big(\rho_t \hat A_t,\;
+       \operatorname{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\,\hat A_t\big)\Big],\\
+       \rho_t &= \frac{\pi_\theta(a_t\mid s_t)}{\pi_{\text{old}}(a_t\mid s_t)}
        = e^{\log\pi_\theta - \log\pi_{\text{old}}}.
+       \end{aligned}
 
     The gradient is zero for a token whose ratio has left the trust region in the direction
     its advantage favours (:math:`\rho > 1+\epsilon` with :math:`\hat A > 0`, or
@@ -409,10 +412,13 @@ def ppo_value_loss(
 ) -> Tensor:
     r"""PPO's clipped value loss, the mean over masked-in tokens.
 
-    .. math:: \mathcal L_V = \tfrac12\,\mathbb E_t\Big[\max\big((V_t - \hat R_t)^2,\;
-       (V^{\text{clip}}_t - \hat R_t)^2\big)\Big], \quad
-       V^{\text{clip}}_t = V^{\text{old}}_t + \operatorname{clip}(V_t - V^{\text{old}}_t,
+    .. math::
+       \begin{aligned}
+       \mathcal L_V &= \tfrac12\,\mathbb E_t\Big[\max\big((V_t - \hat R_t)^2,\;
+       (V^{\text{clip}}_t - \hat R_t)^2\big)\Big],\\
+       V^{\text{clip}}_t &= V^{\text{old}}_t + \operatorname{clip}(V_t - V^{\text{old}}_t,
        -\epsilon, \epsilon).
+       \end{aligned}
     """
     v = _tensor("values", values)
     old = _tensor("old_values", old_values)

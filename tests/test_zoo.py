@@ -487,3 +487,78 @@ def test_cli_builds_a_group(monkeypatch, capsys):
     assert main(["build", "bad-group"]) == 2
     err = capsys.readouterr().err
     assert "'no-such-model'" in err and "groups: bad-group" in err
+
+
+# --------------------------------------------------------------- derived recipes
+def _finetune_for_tests(recipe, base, device, progress):
+    """A derived task for the tests: copy the base, nudge one weight by task_args["shift"]."""
+    model = GPT(base.model.config)
+    model.load_state_dict(base.model.state_dict())
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] += recipe.task_args["shift"] + torch.rand(()).item()
+    history = zoo.History(steps=[1], train_losses=[0.5], precision="fp32")
+    return (
+        model,
+        history,
+        {"shift": recipe.task_args["shift"], "seed_draw": model.lm_head.weight[0, 0].item()},
+    )
+
+
+@pytest.fixture
+def derived(monkeypatch):
+    monkeypatch.setitem(zoo.DERIVED_TASKS, "test-shift", f"{__name__}:_finetune_for_tests")
+    monkeypatch.setitem(RECIPES, TINY.name, TINY)
+    return Recipe(
+        name="test-tiny-shifted",
+        description="the tiny model, one weight shifted",
+        model=TINY.model,
+        train=dict(max_steps=1, warmup_steps=0, seed=3),
+        vocab_size=300,
+        max_train_chars=30_000,
+        max_val_chars=3_000,
+        task="test-shift",
+        base=TINY.name,
+        task_args={"shift": 2.0},
+    )
+
+
+def test_derived_recipe_trains_from_its_base_and_is_cached(derived):
+    first = load(derived, device="cpu", progress=False)
+    base = load(TINY, device="cpu", progress=False)
+    assert base.from_cache and not first.from_cache
+    delta = first.model.lm_head.weight - base.model.lm_head.weight
+    assert 2.0 <= delta[0, 0].item() < 3.0 and torch.count_nonzero(delta) == 1
+    assert first.metrics["shift"] == 2.0 and first.metrics["precision"] == "fp32"
+    again = load(derived, device="cpu", progress=False)
+    assert again.from_cache and same_weights(again.model, first.model)
+    assert again.metrics["seed_draw"] == first.metrics["seed_draw"]  # seeded by train.seed
+    ident = derived.identity()
+    assert ident["base"] == TINY.name and ident["base_key"] == recipe_key(TINY)
+    assert ident["task_args"] == {"shift": 2.0}
+
+
+def test_derived_recipe_key_follows_its_base(derived, monkeypatch):
+    key = recipe_key(derived)
+    monkeypatch.setitem(
+        RECIPES, TINY.name, dataclasses.replace(TINY, train={**TINY.train, "seed": 9})
+    )
+    assert recipe_key(derived) != key
+
+
+def test_derived_recipe_rejects_bad_fields(derived):
+    with pytest.raises(ValueError, match="base must name a zoo recipe"):
+        dataclasses.replace(derived, base=None)
+    with pytest.raises(ValueError, match="base must name a zoo recipe"):
+        dataclasses.replace(TINY, base="test-tiny-shifted")
+    with pytest.raises(ValueError, match="base must be another recipe"):
+        dataclasses.replace(derived, base=derived.name)
+    with pytest.raises(ValueError, match="task_args must hold JSON-ready"):
+        dataclasses.replace(derived, task_args={"x": object()})
+    with pytest.raises(ValueError, match="must use the data fields of its base"):
+        load(dataclasses.replace(derived, vocab_size=400), device="cpu", progress=False)
+
+
+def test_existing_recipes_leave_base_and_task_args_out_of_their_key():
+    for recipe in RECIPES.values():
+        if recipe.base is None:
+            assert "base" not in recipe.to_dict() and "task_args" not in recipe.to_dict()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -69,6 +70,16 @@ TOKENIZERS: tuple[str, ...] = ("bpe", "bytes")
 #: What a recipe trains on: next-token prediction over the text (``"lm"``), or the
 #: needle-in-a-haystack retrieval of :func:`llmbook.longcontext.train_needle` (``"needle"``).
 TASKS: tuple[str, ...] = ("lm", "needle")
+#: Tasks that start from another zoo model, a recipe's ``base`` (fine-tuning, alignment,
+#: distillation; Chapters 15-17): each maps to ``"module:function"``, imported only when
+#: such a recipe is built. The function is called as ``fn(recipe, base, device,
+#: progress)`` with ``base`` the loaded :class:`ZooModel` (its model must not be changed:
+#: copy it) and returns ``(model, history, metrics)``: a :class:`~llmbook.gpt.GPT` of
+#: ``recipe.model_config()``, a :class:`~llmbook.train.History` and a dict of JSON-ready
+#: metrics. Its seed is ``recipe.train["seed"]`` (the global generator is seeded with it
+#: first); its hyperparameters are ``recipe.train`` (a
+#: :class:`~llmbook.train.TrainConfig`) and ``recipe.task_args``.
+DERIVED_TASKS: dict[str, str] = {}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _MODEL_FIELDS = frozenset(f.name for f in fields(GPTConfig)) - {"vocab_size"}
 _TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
@@ -94,7 +105,14 @@ class Recipe:
         task: ``"lm"`` (next-token prediction) or ``"needle"`` (retrieval batches built
             from the training split, :func:`llmbook.longcontext.train_needle`, Chapter 14).
             Left out of :meth:`to_dict` (and so of the cache key) when it is ``"lm"``, so
-            the keys of the recipes that predate it did not change.
+            the keys of the recipes that predate it did not change. Or a task of
+            :data:`DERIVED_TASKS`, trained from the zoo model named by ``base``.
+        base: for a task of :data:`DERIVED_TASKS`, the name of the recipe the run starts
+            from (the policy's initialisation, or a teacher); ``None`` otherwise. The
+            base's key is part of this recipe's key, so retraining the base retrains it.
+            The data fields (tokenizer, splits) must equal the base's.
+        task_args: the derived task's own hyperparameters (JSON-ready values).
+            ``base`` and ``task_args`` are left out of :meth:`to_dict` when unset.
     """
 
     name: str
@@ -108,6 +126,8 @@ class Recipe:
     max_train_chars: int | None = None
     max_val_chars: int | None = None
     task: str = "lm"
+    base: str | None = None
+    task_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -126,8 +146,28 @@ class Recipe:
             object.__setattr__(self, attr, dict(value))  # a private copy
         if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task not in TASKS and self.task not in DERIVED_TASKS:
+            raise ValueError(
+                f"task must be one of {TASKS + tuple(DERIVED_TASKS)}, got {self.task!r}"
+            )
+        if (self.base is None) == (self.task in DERIVED_TASKS):
+            raise ValueError(
+                f"base must name a zoo recipe exactly when task is one of "
+                f"{tuple(DERIVED_TASKS)}, got base={self.base!r} with task={self.task!r}"
+            )
+        if self.base is not None and (not isinstance(self.base, str) or self.base == self.name):
+            raise ValueError(f"base must be another recipe's name, got {self.base!r}")
+        if not isinstance(self.task_args, dict) or not all(
+            isinstance(k, str) for k in self.task_args
+        ):
+            raise ValueError(f"task_args must be a dict with str keys, got {self.task_args!r:.60}")
+        try:
+            task_args = json.loads(json.dumps(self.task_args))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"task_args must hold JSON-ready values, got {self.task_args!r:.60}"
+            ) from None
+        object.__setattr__(self, "task_args", task_args)  # a private, JSON-ready copy
         if self.tokenizer == "bytes" and self.vocab_size not in (None, 256):
             raise ValueError(
                 f"vocab_size must be None (or 256) for tokenizer='bytes', got {self.vocab_size!r}"
@@ -170,17 +210,24 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as JSON-ready data (tuples become lists); ``task`` only when it is not
-        ``"lm"``."""
+        ``"lm"``, ``base`` and ``task_args`` only when set."""
         d = json.loads(json.dumps(asdict(self)))
         if d["task"] == "lm":
             del d["task"]
+        if d["base"] is None:
+            del d["base"]
+        if not d["task_args"]:
+            del d["task_args"]
         return d
 
     def identity(self) -> dict[str, Any]:
         """:meth:`to_dict` without the description: what the model depends on, what
-        :func:`recipe_key` hashes and the manifest stores (Chapter 7)."""
+        :func:`recipe_key` hashes and the manifest stores (Chapter 7); with a ``base``,
+        also the base's key (``base_key``)."""
         d = self.to_dict()
         del d["description"]
+        if self.base is not None:
+            d["base_key"] = recipe_key(get_recipe(self.base))
         return d
 
     def data_spec(self) -> dict[str, Any]:
@@ -776,6 +823,8 @@ def _fork_rng_devices(device: torch.device) -> list[int]:
 def _build(
     recipe: Recipe, entry: Path, root: Path, device: torch.device, progress: bool
 ) -> ZooModel:
+    if recipe.task in DERIVED_TASKS:
+        return _build_derived(recipe, entry, device, progress)
     tokenizer, train_path, val_path = prepare_data(recipe, root)
     dtype = token_dtype(tokenizer)
     mcfg, tcfg = recipe.model_config(), recipe.train_config()
@@ -825,6 +874,39 @@ def _build(
         "precision": history.precision,
     }
     return _save_entry(recipe, entry, model, tokenizer, history, metrics, tcfg)
+
+
+def _derived_trainer(task: str) -> Any:
+    module, _, function = DERIVED_TASKS[task].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _build_derived(recipe: Recipe, entry: Path, device: torch.device, progress: bool) -> ZooModel:
+    base = load(recipe.base, device=device, progress=progress)  # type: ignore[arg-type]
+    if base.recipe.data_spec() != recipe.data_spec():
+        raise ValueError(
+            f"recipe {recipe.name!r} must use the data fields of its base {recipe.base!r}: "
+            f"{base.recipe.data_spec()}"
+        )
+    tcfg = recipe.train_config()
+    fit = _derived_trainer(recipe.task)
+    with torch.random.fork_rng(devices=_fork_rng_devices(device)):
+        torch.manual_seed(tcfg.seed)
+        model, history, metrics = fit(recipe, base, device, progress)
+    check_type("model", model, GPT, "an llmbook.gpt.GPT")
+    if model.config != recipe.model_config():
+        raise ValueError(
+            f"the {recipe.task!r} trainer returned a model of {model.config}, "
+            f"not the recipe's {recipe.model_config()}"
+        )
+    model.eval()
+    metrics = {
+        **metrics,
+        "n_parameters": model.num_parameters(),
+        "device": str(device),
+        "precision": history.precision,
+    }
+    return _save_entry(recipe, entry, model, base.tokenizer, history, metrics, tcfg)
 
 
 def _save_entry(
@@ -999,6 +1081,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "DERIVED_TASKS",
     "GROUPS",
     "RECIPES",
     "SCALING_BUDGETS",

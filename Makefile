@@ -5,7 +5,8 @@
 #   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook);
 #                  nbval and execute need them (chapters 7, 9, 11-13 load
 #                  shakespeare-bpe-small, 10 the scaling-grid group, 13 also the
-#                  draft model, 14 the RoPE and needle models)
+#                  draft model, 14 the RoPE and needle models, 15-17 the
+#                  `derived` group: fine-tuned, distilled and aligned models)
 #   make budget    time every chapter and the zoo build against the budget (a benchmark,
 #                  not a test; BUDGET_ARGS=--fp32 times a bf16 CPU as the slow kind)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -56,7 +57,7 @@ unit: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest tests --ignore=tests/site -q
 
 ZOO := shakespeare-bpe-small shakespeare-bpe-draft shakespeare-bpe-rope needle-bytes-rope \
-  scaling-grid
+  scaling-grid derived
 zoo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(ZOO)
 
@@ -72,9 +73,10 @@ test: lint unit nbval book site-test
 
 # what executing CHAPTER needs from the zoo: all of it for all chapters (*), else
 # nothing for chapters 1-6 and 8
-zoo_for = $(if $(filter 07_% 09_% 11_% 12_% 13_%,$(1)),shakespeare-bpe-small) \
+zoo_for = $(if $(filter 07_% 09_% 11_% 12_% 13_% 15_% 16_% 17_%,$(1)),shakespeare-bpe-small) \
   $(if $(filter 10_%,$(1)),scaling-grid) $(if $(filter 13_%,$(1)),shakespeare-bpe-draft) \
-  $(if $(filter 14_%,$(1)),shakespeare-bpe-rope needle-bytes-rope)
+  $(if $(filter 14_%,$(1)),shakespeare-bpe-rope needle-bytes-rope) \
+  $(if $(filter 15_% 16_% 17_%,$(1)),derived)
 EXEC_ZOO := $(strip $(if $(filter *,$(CHAPTER)),$(ZOO),$(call zoo_for,$(CHAPTER))))
 execute: $(STAMP)
 	$(if $(EXEC_ZOO),$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(EXEC_ZOO))

@@ -110,6 +110,7 @@ def main() -> int:
             "shakespeare-bpe-rope",
             "needle-bytes-rope",
             "scaling-grid",
+            "derived",
         ],
         help="recipes or groups",
     )

@@ -529,6 +529,7 @@ def test_derived_recipe_trains_from_its_base_and_is_cached(derived):
     delta = first.model.lm_head.weight - base.model.lm_head.weight
     assert 2.0 <= delta[0, 0].item() < 3.0 and torch.count_nonzero(delta) == 1
     assert first.metrics["shift"] == 2.0 and first.metrics["precision"] == "fp32"
+    assert first.metrics["train_seconds"] > 0
     again = load(derived, device="cpu", progress=False)
     assert again.from_cache and same_weights(again.model, first.model)
     assert again.metrics["seed_draw"] == first.metrics["seed_draw"]  # seeded by train.seed
@@ -562,3 +563,15 @@ def test_existing_recipes_leave_base_and_task_args_out_of_their_key():
     for recipe in RECIPES.values():
         if recipe.base is None:
             assert "base" not in recipe.to_dict() and "task_args" not in recipe.to_dict()
+
+
+def test_derived_group_lists_the_recipes_with_a_base_after_their_bases():
+    names = list(RECIPES)
+    assert set(zoo.GROUPS["derived"]) == {n for n, r in RECIPES.items() if r.base is not None}
+    for name in zoo.GROUPS["derived"]:
+        assert names.index(RECIPES[name].base) < names.index(name)
+
+
+def test_cli_builds_an_empty_group(monkeypatch, capsys):
+    monkeypatch.setitem(zoo.GROUPS, "nothing", ())
+    assert main(["build", "nothing", "--device", "cpu"]) == 0

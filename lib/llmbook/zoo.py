@@ -505,7 +505,11 @@ def _scaling_recipe(shape: tuple[int, int, int], compute: float, seed: int = 0) 
 #: Named groups of recipes that ``python -m llmbook.zoo build GROUP`` builds together;
 #: ``scaling-grid`` is Chapter 10's study: 17 points, each with the seeds of
 #: :data:`SCALING_SEEDS`, listed budget by budget, shape by shape, seed by seed.
-GROUPS: dict[str, tuple[str, ...]] = {"scaling-grid": ()}
+#: ``derived`` is every recipe with a ``base`` (Chapters 15-17), after its base.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "scaling-grid": (),
+    "derived": tuple(n for n, r in RECIPES.items() if r.base is not None),
+}
 for _compute, _shapes in SCALING_BUDGETS.items():
     for _i in _shapes:
         for _seed in SCALING_SEEDS:
@@ -892,7 +896,9 @@ def _build_derived(recipe: Recipe, entry: Path, device: torch.device, progress: 
     fit = _derived_trainer(recipe.task)
     with torch.random.fork_rng(devices=_fork_rng_devices(device)):
         torch.manual_seed(tcfg.seed)
+        start = time.perf_counter()
         model, history, metrics = fit(recipe, base, device, progress)
+        seconds = time.perf_counter() - start
     check_type("model", model, GPT, "an llmbook.gpt.GPT")
     if model.config != recipe.model_config():
         raise ValueError(
@@ -901,6 +907,7 @@ def _build_derived(recipe: Recipe, entry: Path, device: torch.device, progress: 
         )
     model.eval()
     metrics = {
+        "train_seconds": seconds,  # the whole run, sampling and evaluation included
         **metrics,
         "n_parameters": model.num_parameters(),
         "device": str(device),
@@ -1058,7 +1065,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: --device: {err}", file=sys.stderr)
         return 2
-    names = [m for n in args.names for m in (GROUPS.get(n) or (n,))]  # groups expanded
+    names = [m for n in args.names for m in GROUPS.get(n, (n,))]  # groups expanded
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         print(

@@ -76,7 +76,7 @@ test: lint unit nbval book site-test
 zoo_for = $(if $(filter 07_% 09_% 11_% 12_% 13_% 15_% 16_% 17_%,$(1)),shakespeare-bpe-small) \
   $(if $(filter 10_%,$(1)),scaling-grid) $(if $(filter 13_%,$(1)),shakespeare-bpe-draft) \
   $(if $(filter 14_%,$(1)),shakespeare-bpe-rope needle-bytes-rope) \
-  $(if $(filter 15_% 16_% 17_%,$(1)),derived)
+  $(if $(filter 16_% 17_%,$(1)),derived)
 EXEC_ZOO := $(strip $(if $(filter *,$(CHAPTER)),$(ZOO),$(call zoo_for,$(CHAPTER))))
 execute: $(STAMP)
 	$(if $(EXEC_ZOO),$(RUN_ENV) $(BIN)/python -m llmbook.zoo build $(EXEC_ZOO))

@@ -506,3 +506,70 @@ def plot_training_curve(
         ax.set_ylim(*ylim)
     ax.legend()
     return fig
+
+
+def plot_reward_kl(
+    methods: dict[str, dict[str, Any]],
+    *,
+    reference: float | None = None,
+    xlabel: str = "KL(policy || reference), nats per response",
+    ylabel: str = "mean reward",
+    ax: Any = None,
+    annotate: bool = True,
+) -> Any:
+    """Policies as points of (KL from the reference, mean reward), one colour and marker
+    per method, each point with its standard errors as error bars (Chapter 17).
+
+    ``methods`` maps a method's name (``"DPO"``, ``"PPO"``) to ``{label: score}`` where a
+    score has ``kl``, ``reward``, ``kl_sem`` and ``reward_sem`` (an
+    :class:`llmbook.reward.PolicyScore`, or a tuple of these four in that order). A
+    method's points are joined in order of KL and labelled (e.g. by their beta); a method
+    with no points is left out. ``reference`` marks the reference policy's reward at
+    KL = 0. ``ax`` draws into existing axes (e.g. a zoomed panel) instead of a new
+    figure; ``annotate=False`` leaves the labels out. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(methods, dict) or not any(methods.values()):
+        raise ValueError(
+            f"methods must be a dict of name -> {{label: score}} with a point, got {methods!r:.60}"
+        )
+    if ax is None:
+        fig, ax = plt.subplots()
+    elif not hasattr(ax, "errorbar"):
+        raise ValueError(f"ax must be matplotlib axes or None, got {type(ax).__name__}")
+    else:
+        fig = ax.figure
+    for m, (name, points) in enumerate(methods.items()):
+        if not isinstance(points, dict):
+            raise ValueError(f"methods[{name!r}] must be a dict of label -> score")
+        rows = []
+        for label, score in points.items():
+            if isinstance(score, tuple | list) and len(score) == 4:
+                kl, reward, kl_sem, reward_sem = score
+            else:
+                try:
+                    kl, reward = score.kl, score.reward
+                    kl_sem, reward_sem = score.kl_sem, score.reward_sem
+                except AttributeError:
+                    raise ValueError(
+                        f"methods[{name!r}][{label!r}] must be a PolicyScore or "
+                        f"(kl, reward, kl_sem, reward_sem), got {score!r:.60}"
+                    ) from None
+            rows.append((float(kl), float(reward), float(kl_sem), float(reward_sem), label))
+        if not rows:
+            continue
+        rows.sort()
+        colour, marker = PALETTE[m % len(PALETTE)], "osD^v<>"[m % 7]
+        kls, rewards, kl_sems, reward_sems, labels = zip(*rows, strict=True)
+        ax.errorbar(kls, rewards, xerr=kl_sems, yerr=reward_sems, fmt=marker + "-",
+                    color=colour, capsize=2, label=name)  # fmt: skip
+        for x, y, label in zip(kls, rewards, labels, strict=True) if annotate else ():
+            ax.annotate(str(label), (x, y), xytext=(4, 4), textcoords="offset points",
+                        fontsize=8, color=colour)  # fmt: skip
+    if reference is not None:
+        ax.plot([0.0], [float(reference)], "k*", ms=10, label="reference")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_xlim(left=-0.02 * max(1.0, ax.get_xlim()[1]))
+    ax.legend()
+    return fig

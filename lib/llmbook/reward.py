@@ -165,7 +165,7 @@ class LexiconReward:
 
     @property
     def best_word(self) -> str:
-        """The word with the highest score: what a reward hacker repeats."""
+        """The highest-scoring word, which a reward hacker repeats."""
         return max(self.lexicon, key=lambda w: (self.lexicon[w], w))
 
     @property

@@ -67,8 +67,9 @@ from llmbook.train import History, TrainConfig, load_checkpoint, save_checkpoint
 
 #: The ways a recipe turns text into ids, learned byte-level BPE or raw UTF-8 bytes (V = 256).
 TOKENIZERS: tuple[str, ...] = ("bpe", "bytes")
-#: What a recipe trains on: next-token prediction over the text (``"lm"``), or the
-#: needle-in-a-haystack retrieval of :func:`llmbook.longcontext.train_needle` (``"needle"``).
+#: The tasks a recipe can train from scratch, next-token prediction over the text
+#: (``"lm"``) or the needle-in-a-haystack retrieval of
+#: :func:`llmbook.longcontext.train_needle` (``"needle"``).
 TASKS: tuple[str, ...] = ("lm", "needle")
 #: Tasks that start from another zoo model, a recipe's ``base`` (fine-tuning, alignment,
 #: distillation; Chapters 15-17): each maps to ``"module:function"``, imported only when
@@ -79,7 +80,11 @@ TASKS: tuple[str, ...] = ("lm", "needle")
 #: metrics. Its seed is ``recipe.train["seed"]`` (the global generator is seeded with it
 #: first); its hyperparameters are ``recipe.train`` (a
 #: :class:`~llmbook.train.TrainConfig`) and ``recipe.task_args``.
-DERIVED_TASKS: dict[str, str] = {}
+DERIVED_TASKS: dict[str, str] = {
+    "dpo": "llmbook.dpo:zoo_dpo",
+    "ppo": "llmbook.rlhf:zoo_ppo",
+    "grpo": "llmbook.rlhf:zoo_grpo",
+}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _MODEL_FIELDS = frozenset(f.name for f in fields(GPTConfig)) - {"vocab_size"}
 _TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
@@ -437,6 +442,97 @@ RECIPES: dict[str, Recipe] = {
         tokenizer="bytes",
         vocab_size=None,
         task="needle",
+    ),
+    # Chapter 17: DPO from shakespeare-bpe-small (llmbook.dpo.zoo_dpo) on pairs of its own
+    # samples: 1,024 training prompts of 8 tokens, two 24-token responses each, the one
+    # with the higher lexicon reward chosen (llmbook.reward); one recipe per beta, each
+    # 100 steps of 32 pairs at a constant learning rate of 1e-4 after 10 warmup steps,
+    # no weight decay, float32.
+    **{
+        f"comedy-dpo-beta-{beta}": Recipe(
+            name=f"comedy-dpo-beta-{beta}",
+            description=f"DPO of shakespeare-bpe-small toward comic lines, beta = {beta}",
+            model=dict(
+                block_size=64,
+                n_layer=4,
+                n_head=4,
+                d_model=128,
+                bias=False,
+                dropout=0.0,
+                attn_implementation="explicit",
+            ),
+            train=dict(
+                max_steps=100,
+                batch_size=32,
+                lr=1e-4,
+                min_lr=1e-4,
+                warmup_steps=10,
+                weight_decay=0.0,
+                grad_clip=1.0,
+                seed=0,
+                precision="fp32",
+            ),
+            vocab_size=2048,
+            task="dpo",
+            base="shakespeare-bpe-small",
+            task_args={"beta": beta, "n_prompts": 1024},
+        )
+        for beta in (0.03, 0.1, 0.3, 1.0)
+    },
+    # Chapter 16: PPO from shakespeare-bpe-small (llmbook.rlhf.zoo_ppo) on the comedy
+    # lexicon reward with a per-token KL penalty beta: 30 rollouts of 64 training prompts
+    # (8 tokens) with 24-token responses, 2 epochs of 2 minibatches each, Adam at 3e-4
+    # (the value head, a small MLP on the frozen reference's features, at 1e-3), float32.
+    # beta = 0 and 0.01 lie below the beta at which repeating one comic word pays.
+    **{
+        f"comedy-ppo-beta-{beta}": Recipe(
+            name=f"comedy-ppo-beta-{beta}",
+            description=f"PPO of shakespeare-bpe-small toward comic lines, KL beta = {beta}",
+            model=dict(
+                block_size=64,
+                n_layer=4,
+                n_head=4,
+                d_model=128,
+                bias=False,
+                dropout=0.0,
+                attn_implementation="explicit",
+            ),
+            train=dict(
+                max_steps=30, batch_size=64, lr=3e-4, warmup_steps=0, seed=0, precision="fp32"
+            ),
+            vocab_size=2048,
+            task="ppo",
+            base="shakespeare-bpe-small",
+            task_args={"beta": beta, "n_new": 24, "epochs": 2, "minibatches": 2, "n_prompts": 1024},
+        )
+        for beta in (0, 0.01, 0.02, 0.05)
+    },
+    # Chapter 16: GRPO (llmbook.rlhf.zoo_grpo) on the same task and budget of samples:
+    # 30 steps of 16 prompts x G = 4 responses, the k3 KL term at beta = 0.2, no value model.
+    "comedy-grpo-beta-0.2": Recipe(
+        name="comedy-grpo-beta-0.2",
+        description="GRPO of shakespeare-bpe-small toward comic lines, G = 4, beta = 0.2",
+        model=dict(
+            block_size=64,
+            n_layer=4,
+            n_head=4,
+            d_model=128,
+            bias=False,
+            dropout=0.0,
+            attn_implementation="explicit",
+        ),
+        train=dict(max_steps=30, batch_size=16, lr=3e-4, warmup_steps=0, seed=0, precision="fp32"),
+        vocab_size=2048,
+        task="grpo",
+        base="shakespeare-bpe-small",
+        task_args={
+            "beta": 0.2,
+            "group_size": 4,
+            "n_new": 24,
+            "epochs": 2,
+            "minibatches": 2,
+            "n_prompts": 1024,
+        },
     ),
 }
 

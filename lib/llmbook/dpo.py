@@ -109,9 +109,12 @@ def bandit_dpo_loss(
     the reward with temperature :math:`\tau` (``noise``):
 
     .. math::
-       \mathcal L(z) = \sum_{y \ne y'} \frac{2\,\pi_{\text{ref}}(y)\pi_{\text{ref}}(y')}{M}\,
-       \sigma\Big(\frac{r(y) - r(y')}{\tau}\Big)\,
-       \ell\big(\log\pi(y) - \log\pi(y'),\ \log\pi_{\text{ref}}(y) - \log\pi_{\text{ref}}(y')\big),
+       \begin{aligned}
+       \mathcal L(z) = \sum_{y \ne y'} &\frac{2\,\pi_{\text{ref}}(y)\pi_{\text{ref}}(y')}{M}\,
+       \sigma\Big(\frac{r(y) - r(y')}{\tau}\Big) \\
+       &\times \ell\big(\log\pi(y) - \log\pi(y'),\
+       \log\pi_{\text{ref}}(y) - \log\pi_{\text{ref}}(y')\big),
+       \end{aligned}
 
     summed over ordered pairs (each unordered pair appears twice, once per label), with
     :math:`M = 1 - \sum_y \pi_{\text{ref}}(y)^2` and :math:`\ell` the per-pair

@@ -6,7 +6,7 @@
 #                  nbval and execute need them (chapters 7, 9, 11-13 load
 #                  shakespeare-bpe-small, 10 the scaling-grid group, 13 also the
 #                  draft model, 14 the RoPE and needle models, 15-17 the
-#                  `derived` group: fine-tuned, distilled and aligned models)
+#                  `derived` group: the PPO, GRPO and DPO policies of 16-17)
 #   make budget    time every chapter and the zoo build against the budget (a benchmark,
 #                  not a test; BUDGET_ARGS=--fp32 times a bf16 CPU as the slow kind)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

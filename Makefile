@@ -3,10 +3,10 @@
 #   make test      lint, library tests, nbval over every chapter, site build, browser test
 #   make execute   re-run the chapters (all, or CHAPTER=01_language_modeling) and refresh outputs
 #   make zoo       train the zoo's cached models once (llmbook.zoo, ~/.cache/llmbook);
-#                  nbval and execute need them (chapters 7, 9, 11-13 load
+#                  nbval and execute need them (chapters 7, 9, 11-13, 15-17 load
 #                  shakespeare-bpe-small, 10 the scaling-grid group, 13 also the
-#                  draft model, 14 the RoPE and needle models, 15-17 the
-#                  `derived` group: the PPO, GRPO and DPO policies of 16-17)
+#                  draft model, 14 the RoPE and needle models, 16-17 the
+#                  `derived` group: the PPO, GRPO and DPO policies)
 #   make budget    time every chapter and the zoo build against the budget (a benchmark,
 #                  not a test; BUDGET_ARGS=--fp32 times a bf16 CPU as the slow kind)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

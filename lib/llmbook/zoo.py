@@ -242,6 +242,18 @@ class Recipe:
         return {k: getattr(self, k) for k in names}
 
 
+#: The book's CPU model's shape (:class:`~llmbook.gpt.GPTConfig` fields): 4 layers,
+#: d_model 128, context 64; the recipes derived from it (Chapters 16-17) share it.
+CPU_MODEL: dict[str, Any] = dict(
+    block_size=64,
+    n_layer=4,
+    n_head=4,
+    d_model=128,
+    bias=False,
+    dropout=0.0,
+    attn_implementation="explicit",
+)
+
 #: The zoo.
 #:
 #: shakespeare-bpe-small is the book's CPU model (chapter 7 loads it). It must train in
@@ -293,15 +305,7 @@ RECIPES: dict[str, Recipe] = {
     "shakespeare-bpe-small": Recipe(
         name="shakespeare-bpe-small",
         description="4-layer, 128-wide GPT, context 64, BPE V=2048, 1600 steps (the CPU model)",
-        model=dict(
-            block_size=64,
-            n_layer=4,
-            n_head=4,
-            d_model=128,
-            bias=False,
-            dropout=0.0,
-            attn_implementation="explicit",
-        ),
+        model=CPU_MODEL,
         train=dict(
             max_steps=1600,
             batch_size=32,
@@ -452,15 +456,7 @@ RECIPES: dict[str, Recipe] = {
         f"comedy-dpo-beta-{beta}": Recipe(
             name=f"comedy-dpo-beta-{beta}",
             description=f"DPO of shakespeare-bpe-small toward comic lines, beta = {beta}",
-            model=dict(
-                block_size=64,
-                n_layer=4,
-                n_head=4,
-                d_model=128,
-                bias=False,
-                dropout=0.0,
-                attn_implementation="explicit",
-            ),
+            model=CPU_MODEL,
             train=dict(
                 max_steps=100,
                 batch_size=32,
@@ -488,15 +484,7 @@ RECIPES: dict[str, Recipe] = {
         f"comedy-ppo-beta-{beta}": Recipe(
             name=f"comedy-ppo-beta-{beta}",
             description=f"PPO of shakespeare-bpe-small toward comic lines, KL beta = {beta}",
-            model=dict(
-                block_size=64,
-                n_layer=4,
-                n_head=4,
-                d_model=128,
-                bias=False,
-                dropout=0.0,
-                attn_implementation="explicit",
-            ),
+            model=CPU_MODEL,
             train=dict(
                 max_steps=30, batch_size=64, lr=3e-4, warmup_steps=0, seed=0, precision="fp32"
             ),
@@ -512,15 +500,7 @@ RECIPES: dict[str, Recipe] = {
     "comedy-grpo-beta-0.2": Recipe(
         name="comedy-grpo-beta-0.2",
         description="GRPO of shakespeare-bpe-small toward comic lines, G = 4, beta = 0.2",
-        model=dict(
-            block_size=64,
-            n_layer=4,
-            n_head=4,
-            d_model=128,
-            bias=False,
-            dropout=0.0,
-            attn_implementation="explicit",
-        ),
+        model=CPU_MODEL,
         train=dict(max_steps=30, batch_size=16, lr=3e-4, warmup_steps=0, seed=0, precision="fp32"),
         vocab_size=2048,
         task="grpo",
@@ -1184,6 +1164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "CPU_MODEL",
     "DERIVED_TASKS",
     "GROUPS",
     "RECIPES",

@@ -43,6 +43,28 @@ def ragged(B: int = 4, T: int = 9, V: int = 7, seed: int = 0):
 
 
 # ------------------------------------------------------------------- log-probabilities
+
+
+def minimise(theta, loss_fn):
+    """Minimise loss_fn() over the leaf tensor theta with L-BFGS to machine precision."""
+    opt = torch.optim.LBFGS(
+        [theta],
+        lr=1,
+        max_iter=500,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-16,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+
 def test_token_logprobs_read_token_t_plus_one_from_position_t():
     logits, ids, mask = ragged()
     out = al.token_logprobs(logits, ids, mask)
@@ -186,26 +208,15 @@ def test_bradley_terry_fit_recovers_rewards_up_to_a_constant():
     i, j = torch.triu_indices(4, 4, 1)
     p = torch.sigmoid(r_true[i] - r_true[j])
     theta = torch.zeros(4, dtype=D, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [theta],
-        lr=1,
-        max_iter=500,
-        tolerance_grad=1e-14,
-        tolerance_change=1e-16,
-        line_search_fn="strong_wolfe",
-    )
 
-    def closure():  # the expected loss: pair (i, j) is labelled i > j with probability p
-        opt.zero_grad()
-        loss = sum(
+    def expected_loss():  # pair (i, j) is labelled i > j with probability p
+        return sum(
             p[k] * al.bradley_terry_loss(theta[i[k]], theta[j[k]])
             + (1 - p[k]) * al.bradley_terry_loss(theta[j[k]], theta[i[k]])
             for k in range(len(p))
         )
-        loss.backward()
-        return loss
 
-    opt.step(closure)
+    minimise(theta, expected_loss)
     fitted = theta.detach() - theta.detach()[0]
     torch.testing.assert_close(fitted, r_true, rtol=0, atol=1e-7)
 
@@ -574,25 +585,14 @@ def test_dpo_on_a_bandit_recovers_the_kl_regularised_optimum():
     i, j = i[keep], j[keep]  # ordered pairs (winner i, loser j), each pair shown uniformly
     p_win = torch.sigmoid(r[i] - r[j])  # Bradley-Terry
     theta = torch.log(ref).clone().requires_grad_()
-    opt = torch.optim.LBFGS(
-        [theta],
-        lr=1,
-        max_iter=500,
-        tolerance_grad=1e-14,
-        tolerance_change=1e-16,
-        line_search_fn="strong_wolfe",
-    )
 
-    def closure():
-        opt.zero_grad()
+    def expected_loss():
         logp = torch.log_softmax(theta, -1)
         lref = torch.log(ref)
         losses = al.dpo_loss(logp[i], logp[j], lref[i], lref[j], beta, reduction="none")
-        loss = (p_win * losses).mean()
-        loss.backward()
-        return loss
+        return (p_win * losses).mean()
 
-    opt.step(closure)
+    minimise(theta, expected_loss)
     learned = torch.softmax(theta.detach(), -1)
     torch.testing.assert_close(learned, target, rtol=0, atol=1e-7)
     assert (target - ref).abs().max() > 0.05  # the optimum is not the reference
